@@ -1,0 +1,255 @@
+"""Local Function URLs: HTTP requests become Lambda Function URL (payload 2.0) events for the real
+handlers, and a timer fires the EventBridge schedule, as AWS would.
+
+Each function gets its own port (a Function URL is its own host). Like AWS, a request whose event
+would exceed 6 MB is refused with 413 before the handler runs, and binary bodies arrive base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from devstack.ports import LOOPBACK
+
+ROOT = Path(__file__).resolve().parent.parent
+INVOKE_LIMIT_BYTES = 6 * 1024 * 1024
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+SCHEDULE_EVENT = {"source": "flurrty.schedule", "action": "sweep"}
+
+# Seconds each function may run (template.yaml); the context's remaining time counts down from it.
+TIMEOUTS = {"upload_training_photos": 29, "start_ai_training": 120, "check_training_status": 60}
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_handler(name: str) -> Handler:
+    """Import functions/<name>/app.py under a unique module name (three modules are called app)."""
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions_{name}_app", path)
+    assert spec is not None and spec.loader is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = module.handler
+    return handler
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    timeout_seconds: float
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        )
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def is_text(content_type: str | None) -> bool:
+    return bool(content_type) and any(t in content_type.lower() for t in TEXT_TYPES)  # type: ignore[union-attr]
+
+
+def build_event(
+    method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes, host: str
+) -> dict[str, Any]:
+    parts = urlsplit(raw_target)
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    now = datetime.now(UTC)
+    text = is_text(merged.get("content-type"))
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": LOOPBACK,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": not text and bool(body),
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        event["body"] = (
+            body.decode("utf-8", errors="replace") if text else base64.b64encode(body).decode()
+        )
+    return event
+
+
+class _FunctionServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str, handler: Handler, port: int):
+        self.function_name = name
+        self.handler = handler
+        super().__init__((LOOPBACK, port), _RequestHandler)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _FunctionServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet; handlers log themselves
+        pass
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        event = build_event(
+            self.command, self.path, list(self.headers.items()), body, self.headers.get("host", "")
+        )
+        if len(json.dumps(event)) > INVOKE_LIMIT_BYTES:
+            self._send(
+                413,
+                {"content-type": "application/json"},
+                json.dumps(
+                    {
+                        "Message": f"Request must be smaller than {INVOKE_LIMIT_BYTES} bytes for the InvokeFunction operation"
+                    }
+                ).encode(),
+            )
+            return
+        context = LambdaContext(
+            self.server.function_name, TIMEOUTS.get(self.server.function_name, 30)
+        )
+        try:
+            result = self.server.handler(event, context)
+        except Exception:
+            # Lambda answers a crashed invocation with a bare 502.
+            self._send(
+                502, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
+            )
+            return
+        status, headers, payload = _decode_result(result)
+        self._send(status, headers, payload)
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
+
+
+def _decode_result(result: Any) -> tuple[int, dict[str, str], bytes]:
+    """Lambda's interpretation of a Function URL response (payload 2.0)."""
+    if isinstance(result, dict) and "statusCode" in result:
+        headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+        for cookie in result.get("cookies") or []:
+            headers.setdefault("set-cookie", cookie)
+        body = result.get("body") or ""
+        payload = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+        return int(result["statusCode"]), headers, payload
+    return 200, {"content-type": "application/json"}, json.dumps(result).encode()
+
+
+class FunctionUrls:
+    """The three handlers on their own loopback ports, plus the schedule."""
+
+    def __init__(self, ports: dict[str, int], schedule_seconds: float | None = 3.0):
+        self.ports = ports
+        self.schedule_seconds = schedule_seconds
+        self._servers: list[_FunctionServer] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.sweeps = 0
+        self.handlers: dict[str, Handler] = {}
+
+    def url(self, name: str) -> str:
+        return f"http://{LOOPBACK}:{self.ports[name]}/"
+
+    def start(self) -> None:
+        for name, port in self.ports.items():
+            handler = load_handler(name)
+            self.handlers[name] = handler
+            server = _FunctionServer(name, handler, port)
+            thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        if self.schedule_seconds:
+            timer = threading.Thread(target=self._schedule_loop, name="fn-schedule", daemon=True)
+            timer.start()
+            self._threads.append(timer)
+
+    def fire_schedule(self) -> Any:
+        """One scheduled invocation of check_training_status, as EventBridge Scheduler sends it."""
+        handler = self.handlers["check_training_status"]
+        result = handler(
+            dict(SCHEDULE_EVENT),
+            LambdaContext("check_training_status", TIMEOUTS["check_training_status"]),
+        )
+        self.sweeps += 1
+        return result
+
+    def _schedule_loop(self) -> None:
+        assert self.schedule_seconds
+        while not self._stop.wait(self.schedule_seconds):
+            try:
+                self.fire_schedule()
+            except Exception:
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._servers.clear()
+        self._threads.clear()

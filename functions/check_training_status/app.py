@@ -1,0 +1,68 @@
+"""check_training_status: a job's status (GET /?jobId=, POST /), Replicate's webhooks
+(POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared import clients, http
+from shared.auth import check_claimed_user
+from shared.models import JobRequest
+from shared.observability import logger
+from shared.retry import Deadline
+from shared.status import apply_webhook, get_status, status_response, sweep
+
+app = http.make_app()
+
+
+def _answer(user_id: Any, job_id: Any) -> Any:
+    logger.append_keys(job_id=str(job_id))
+    job = get_status(user_id, job_id, clients.start_deps(http.deadline(app)))
+    return http.respond(200, status_response(job))
+
+
+@app.get("/")
+def status_get() -> Any:
+    who = http.caller(app)
+    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    return _answer(who.user_id, job_id)
+
+
+@app.post("/")
+def status_post() -> Any:
+    who = http.caller(app)
+    request = http.parse_model(JobRequest, http.json_body(app))
+    check_claimed_user(who, request.user_id)
+    return _answer(who.user_id, request.job_id)
+
+
+@app.post("/webhooks/replicate")
+def replicate_webhook() -> Any:
+    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    logger.append_keys(job_id=str(job_id))
+    headers = dict(app.current_event.headers or {})
+    job = apply_webhook(job_id, headers, http.raw_body(app), clients.start_deps(http.deadline(app)))
+    return http.respond(200, status_response(job))
+
+
+def is_schedule(event: dict[str, Any]) -> bool:
+    return "requestContext" not in event and event.get("action") == "sweep"
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True
+)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_schedule(event):
+        # Leave time to finish in-flight checks before Lambda's own deadline.
+        deadline = Deadline.from_context(context, margin_seconds=10.0)
+        report = sweep(clients.start_deps(deadline), deadline)
+        logger.info("sweep finished", extra=asdict(report))
+        if report.errors:
+            logger.warning("sweep had errors", extra={"errors": report.errors})
+        return asdict(report)
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""The Flurrty Twin library shared by the three Lambda functions."""

@@ -1,0 +1,95 @@
+"""Clients built once per container (module-level caches), used through per-invocation wrappers.
+
+Heavy SDKs are imported here lazily so a function only pays for what its path uses.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from shared.jobs import PostgrestJobStore
+from shared.photo_store import SupabasePhotoStore
+from shared.retry import NO_DEADLINE, Deadline
+from shared.settings import get_settings
+from shared.trainer import ReplicateTrainer, build_replicate_client
+from shared.training import StartDeps
+
+
+def _supabase_http(timeout: float) -> httpx.Client:
+    settings = get_settings()
+    key = settings.supabase_service_role_key.get_secret_value()
+    # HTTP/1.1 with short keep-alive: Lambda freezes between invocations and idle HTTP/2
+    # connections die server-side (reference/supabase.md §6.1).
+    return httpx.Client(
+        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        timeout=httpx.Timeout(timeout, connect=3.0),
+        limits=httpx.Limits(
+            max_connections=32, max_keepalive_connections=16, keepalive_expiry=20.0
+        ),
+        http2=False,
+        follow_redirects=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def postgrest_client() -> Any:
+    from postgrest import SyncPostgrestClient
+
+    settings = get_settings()
+    key = settings.supabase_service_role_key.get_secret_value()
+    return SyncPostgrestClient(
+        f"{settings.supabase_url}/rest/v1",
+        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        http_client=_supabase_http(10.0),
+    )
+
+
+@lru_cache(maxsize=1)
+def storage_client() -> Any:
+    from storage3 import SyncStorageClient
+
+    settings = get_settings()
+    key = settings.supabase_service_role_key.get_secret_value()
+    return SyncStorageClient(
+        f"{settings.supabase_url}/storage/v1",
+        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        http_client=_supabase_http(30.0),
+    )
+
+
+@lru_cache(maxsize=1)
+def replicate_client() -> Any:
+    return build_replicate_client(get_settings())
+
+
+def job_store(deadline: Deadline = NO_DEADLINE) -> PostgrestJobStore:
+    return PostgrestJobStore(postgrest_client(), deadline)
+
+
+def photo_store(deadline: Deadline = NO_DEADLINE) -> SupabasePhotoStore:
+    return SupabasePhotoStore(storage_client(), get_settings().training_photos_bucket, deadline)
+
+
+def trainer(deadline: Deadline = NO_DEADLINE) -> ReplicateTrainer:
+    return ReplicateTrainer(replicate_client(), get_settings(), deadline)
+
+
+def reset() -> None:
+    """Forget every cached client and the settings (tests that change the environment)."""
+    postgrest_client.cache_clear()
+    storage_client.cache_clear()
+    replicate_client.cache_clear()
+    get_settings.cache_clear()
+
+
+def start_deps(deadline: Deadline = NO_DEADLINE) -> StartDeps:
+    """Everything the start and status paths use, bound to this invocation's deadline."""
+    return StartDeps(
+        settings=get_settings(),
+        jobs=job_store(deadline),
+        photos=photo_store(deadline),
+        trainer=trainer(deadline),
+    )

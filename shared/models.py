@@ -1,0 +1,139 @@
+"""pydantic models for the job row, requests and responses (camelCase on the wire, DESIGN §3)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+MAX_NAME_LENGTH = 100
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    TRAINING = "training"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+# The moves the database trigger allows (supabase/migrations); the code never tries another.
+ALLOWED_MOVES: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
+    {
+        (JobStatus.UPLOADING, JobStatus.PENDING),
+        (JobStatus.UPLOADING, JobStatus.FAILED),
+        (JobStatus.PENDING, JobStatus.TRAINING),
+        (JobStatus.PENDING, JobStatus.FAILED),
+        (JobStatus.TRAINING, JobStatus.COMPLETED),
+        (JobStatus.TRAINING, JobStatus.FAILED),
+    }
+)
+
+PROGRESS_UPLOADED = 20
+PROGRESS_TRAINING_STARTED = 30
+PROGRESS_TRAINING_MAX = 95
+PROGRESS_DONE = 100
+
+
+class Job(BaseModel):
+    """One row of `ai_training_jobs`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: UUID
+    user_id: UUID
+    furrsona_name: str
+    status: JobStatus
+    progress: int = Field(ge=0, le=100)
+    estimated_completion: datetime | None = None
+    replicate_training_id: str | None = None
+    replicate_model_version: str | None = None
+    error_message: str | None = None
+    photo_urls: list[str] = Field(default_factory=list)
+    customization_data: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    completed_at: datetime | None = None
+    updated_at: datetime
+    claim_token: UUID | None = None
+    claimed_at: datetime | None = None
+    replicate_file_id: str | None = None
+    replicate_file_url: str | None = None
+    last_checked_at: datetime | None = None
+    last_replicate_status: str | None = None
+    upload_expires_at: datetime | None = None
+    predict_time_seconds: float | None = None
+    cost_usd: float | None = None
+    notified_at: datetime | None = None
+    last_webhook_id: str | None = None
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class CustomizationData(BaseModel):
+    """The frontend's customisation form; known fields are checked, extra ones are kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    type: str | None = Field(default=None, max_length=100)
+    hybrid_style: str | None = Field(default=None, max_length=100)
+    personality: str | None = Field(default=None, max_length=500)
+    voice_tone: str | None = Field(default=None, max_length=100)
+    fur_type: str | None = Field(default=None, max_length=100)
+    colors: list[str] | None = Field(default=None, max_length=20)
+
+
+class JobRequest(CamelModel):
+    """Body of start_ai_training and of check_training_status's POST."""
+
+    job_id: UUID
+    user_id: UUID | None = None
+
+
+class UploadResponse(CamelModel):
+    job_id: UUID
+    photo_urls: list[str]
+    status: JobStatus
+    progress: int
+
+
+class StartResponse(CamelModel):
+    job_id: UUID
+    training_id: str | None
+    status: JobStatus
+    progress: int
+
+
+class StatusResponse(CamelModel):
+    job_id: UUID
+    status: JobStatus
+    progress: int
+    model_version: str | None
+    error_message: str | None
+    estimated_completion: datetime | None
+
+
+def validate_furrsona_name(raw: object) -> str:
+    """The name the person gave their twin: required, trimmed, at most 100 characters."""
+    from shared.errors import BadRequest, Unprocessable
+
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadRequest("fursonaName is required: give your twin a name.", code="missing_field")
+    name = raw.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise Unprocessable(
+            f"fursonaName is {len(name)} characters long; use at most {MAX_NAME_LENGTH}.",
+            code="invalid_field",
+        )
+    if any(ord(ch) < 32 for ch in name):
+        raise Unprocessable("fursonaName may not contain control characters.", code="invalid_field")
+    return name

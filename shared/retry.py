@@ -1,0 +1,111 @@
+"""Our own bounded retry policy for Supabase and Replicate calls (DESIGN §5).
+
+The SDKs either never retry (POST/PATCH, Storage) or sleep an uncapped Retry-After; here every call
+gets a few attempts, exponential backoff with full jitter, Retry-After honoured but capped, and never
+past the invocation's deadline. Only call this with operations that are safe to repeat.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 520})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    max_retry_after: float = 10.0
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+class Deadline:
+    """Time left in this invocation (Lambda's remaining time minus a safety margin)."""
+
+    def __init__(self, seconds: float | None):
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    @classmethod
+    def from_context(cls, context: object, margin_seconds: float = 3.0) -> Deadline:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return cls(None)
+        return cls(max(0.0, remaining() / 1000.0 - margin_seconds))
+
+    def remaining(self) -> float:
+        return float("inf") if self._end is None else self._end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+NO_DEADLINE = Deadline(None)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status behind an SDK error, when there is one."""
+    for attr in ("status", "status_code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network trouble or a status that says "try again"."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    status = status_of(exc)
+    return status in RETRYABLE_STATUS
+
+
+def call_with_retry(
+    operation: Callable[[], T],
+    *,
+    deadline: Deadline = NO_DEADLINE,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    transient: Callable[[BaseException], bool] = is_transient,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `operation`, retrying transient failures within the policy and the deadline."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return operation()
+        except Exception as exc:
+            if attempt >= policy.attempts or not transient(exc):
+                raise
+            delay = random.uniform(0, min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
+            hinted = retry_after_of(exc)
+            if hinted is not None:
+                delay = max(delay, min(hinted, policy.max_retry_after))
+            if delay >= deadline.remaining():
+                raise
+            sleep(delay)

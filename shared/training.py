@@ -1,0 +1,197 @@
+"""start_ai_training: claim the job, zip its photos, upload the zip, start the fine-tune (DESIGN §5).
+
+Starting costs money, so each step is written so that a repeat (a double click, twenty concurrent
+calls, a retry after a crash) can never create a second training:
+1. the claim is a compare-and-set `pending -> training` with a fresh claim token;
+2. the uploaded zip's URL is saved on the row before the training is created;
+3. a later attempt first looks for a training whose input is that zip and adopts it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+from shared.errors import AppError, Conflict
+from shared.jobs import JobStore, owned_job
+from shared.models import PROGRESS_TRAINING_STARTED, Job, JobStatus
+from shared.photo_store import ObjectMissing, PhotoStore
+from shared.progress import estimate_completion
+from shared.settings import Settings
+from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
+from shared.training_zip import write_training_zip
+
+ZIP_SPOOL_BYTES = 32 * 1024 * 1024
+PHOTO_FETCH_CONCURRENCY = 6
+
+
+@dataclass
+class StartDeps:
+    settings: Settings
+    jobs: JobStore
+    photos: PhotoStore
+    trainer: Trainer
+
+
+class ClaimLost(Exception):
+    """Another worker owns this job's start now; stop without touching it."""
+
+
+def webhook_url(settings: Settings, job_id: uuid.UUID) -> str | None:
+    if not settings.webhook_base_url:
+        return None
+    return f"{settings.webhook_base_url}/webhooks/replicate?jobId={quote(str(job_id))}"
+
+
+def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: StartDeps) -> Job:
+    job = owned_job(deps.jobs, job_id, user_id)
+    if job.status is JobStatus.UPLOADING:
+        raise Conflict(
+            "The photos of this job are not uploaded yet; complete the upload first.",
+            code="upload_incomplete",
+        )
+    if job.status is not JobStatus.PENDING:
+        return job  # already started or finished: idempotent answer
+    token = uuid.uuid4()
+    now = datetime.now(UTC)
+    claimed = deps.jobs.update(
+        job_id,
+        {
+            "status": JobStatus.TRAINING,
+            "claim_token": token,
+            "claimed_at": now,
+            "last_checked_at": now,
+        },
+        expect_status=JobStatus.PENDING,
+    )
+    if claimed is None:
+        # Lost the race to a concurrent call: answer with the job as it stands.
+        return owned_job(deps.jobs, job_id, user_id)
+    return launch(claimed, token, deps)
+
+
+def launch(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
+    """Run the start steps for a job we hold the claim of; safe to run again after a crash."""
+    try:
+        training: TrainingInfo | None = None
+        if job.replicate_file_url is None:
+            job = _upload_zip(job, token, deps)  # a fresh zip: no training can use it yet
+        elif job.claimed_at is not None:
+            # An earlier attempt got this far; it may have created the training before dying.
+            since = job.claimed_at - CLOCK_SKEW
+            training = deps.trainer.find_training(job.replicate_file_url, since)
+        assert job.replicate_file_url is not None
+        if training is None:
+            deps.trainer.ensure_destination()
+            training = deps.trainer.create_training(
+                job.replicate_file_url, webhook_url(deps.settings, job.id)
+            )
+        return _record_started(job, token, training, deps)
+    except ObjectMissing:
+        return _fail(
+            job,
+            token,
+            "Some of the photos of this job are gone from storage; upload them again.",
+            deps,
+        )
+    except ClaimLost:
+        current = deps.jobs.get(job.id)
+        assert current is not None
+        return current
+
+
+def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
+    with tempfile.SpooledTemporaryFile(max_size=ZIP_SPOOL_BYTES) as spool:
+        # Photos are fetched in parallel and written into the zip in order, as they arrive.
+        with ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool:
+            fetched = pool.map(deps.photos.get, job.photo_urls)
+            write_training_zip(
+                (
+                    (path.rsplit("/", 1)[-1], data)
+                    for path, data in zip(job.photo_urls, fetched, strict=True)
+                ),
+                spool,
+            )
+        uploaded = deps.trainer.upload_zip(spool, f"{job.id}.zip", str(job.id))
+    saved = deps.jobs.update(
+        job.id,
+        {"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if saved is None:
+        deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
+        raise ClaimLost
+    return saved
+
+
+def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: StartDeps) -> Job:
+    now = datetime.now(UTC)
+    saved = deps.jobs.update(
+        job.id,
+        {
+            "replicate_training_id": training.id,
+            "progress": max(job.progress, PROGRESS_TRAINING_STARTED),
+            "estimated_completion": estimate_completion(training, None, now, deps.settings),
+            "last_replicate_status": training.status,
+            "last_checked_at": now,
+        },
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if saved is None:
+        raise ClaimLost
+    return saved
+
+
+def _fail(job: Job, token: uuid.UUID, message: str, deps: StartDeps) -> Job:
+    failed = deps.jobs.update(
+        job.id,
+        {"status": JobStatus.FAILED, "error_message": message},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if failed is None:
+        raise ClaimLost
+    return failed
+
+
+def resume_stalled_start(job: Job, deps: StartDeps, now: datetime) -> Job:
+    """The sweep's repair for a claim whose start never finished (the function died or timed out).
+
+    Takes the claim over with a compare-and-set on the old token, then runs the same idempotent
+    steps; a job that could not be started for `training_stale_minutes` is failed.
+    """
+    assert job.claimed_at is not None
+    if now - job.claimed_at > timedelta(minutes=deps.settings.training_stale_minutes):
+        return _fail_unclaimed(job, deps)
+    token = uuid.uuid4()
+    taken = deps.jobs.update(
+        job.id,
+        {"claim_token": token, "last_checked_at": now},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=job.claim_token,
+    )
+    if taken is None:
+        return deps.jobs.get(job.id) or job
+    try:
+        return launch(taken, token, deps)
+    except AppError:
+        return taken  # still transient: the next sweep tries again
+
+
+def _fail_unclaimed(job: Job, deps: StartDeps) -> Job:
+    failed = deps.jobs.update(
+        job.id,
+        {
+            "status": JobStatus.FAILED,
+            "error_message": "We could not start your training on Replicate; please try again.",
+        },
+        expect_status=JobStatus.TRAINING,
+        expect_claim=job.claim_token,
+    )
+    return failed or deps.jobs.get(job.id) or job

@@ -1,0 +1,178 @@
+"""In-memory stand-ins for the Supabase and Replicate interfaces, for fast unit tests.
+
+The job store enforces the same status moves and progress rule as the database trigger, so logic
+that would be refused by Postgres is refused here too.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+from uuid import UUID
+
+from shared.errors import Conflict
+from shared.jobs import to_db
+from shared.models import ALLOWED_MOVES, Job, JobStatus
+from shared.photo_store import ObjectMissing
+from shared.trainer import TrainingInfo, UploadedFile
+
+
+class InMemoryJobStore:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.history: list[tuple[UUID, str, int]] = []
+
+    def insert(self, row: dict[str, Any]) -> Job:
+        with self.lock:
+            now = datetime.now(UTC)
+            data = {"created_at": now, "updated_at": now, **row}
+            assert JobStatus(data["status"]) in (JobStatus.PENDING, JobStatus.UPLOADING)
+            job = Job.model_validate(data)
+            self.rows[job.id] = job.model_dump()
+            return job
+
+    def get(self, job_id: UUID) -> Job | None:
+        with self.lock:
+            row = self.rows.get(job_id)
+            return Job.model_validate(row) if row else None
+
+    def update(
+        self,
+        job_id: UUID,
+        changes: dict[str, Any],
+        *,
+        expect_status: JobStatus | Sequence[JobStatus] | None = None,
+        expect_claim: UUID | None = None,
+    ) -> Job | None:
+        with self.lock:
+            row = self.rows.get(job_id)
+            if row is None:
+                return None
+            if isinstance(expect_status, JobStatus) and row["status"] != expect_status:
+                return None
+            if (
+                isinstance(expect_status, Sequence)
+                and not isinstance(expect_status, JobStatus)
+                and row["status"] not in expect_status
+            ):
+                return None
+            if expect_claim is not None and row["claim_token"] != expect_claim:
+                return None
+            new = {**row, **{k: v for k, v in changes.items()}}
+            old_status, new_status = JobStatus(row["status"]), JobStatus(new["status"])
+            if old_status != new_status and (old_status, new_status) not in ALLOWED_MOVES:
+                raise Conflict(f"status move {old_status} -> {new_status} is not allowed")
+            if new["progress"] < row["progress"]:
+                raise Conflict("progress may not decrease")
+            if new_status.is_final and not old_status.is_final:
+                new["completed_at"] = new.get("completed_at") or datetime.now(UTC)
+            new["updated_at"] = datetime.now(UTC)
+            job = Job.model_validate(
+                {k: to_db(v) if isinstance(v, JobStatus) else v for k, v in new.items()}
+            )
+            self.rows[job_id] = job.model_dump()
+            self.history.append((job_id, job.status.value, job.progress))
+            return job
+
+    def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values() if r["status"] in statuses]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        jobs.sort(key=lambda j: (j.last_checked_at or epoch, j.created_at))
+        return jobs[:limit]
+
+    def delete(self, job_id: UUID) -> None:
+        with self.lock:
+            self.rows.pop(job_id, None)
+
+
+class InMemoryPhotoStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.fail_puts_after: int | None = None
+        self.puts = 0
+
+    def put(self, path: str, data: bytes, content_type: str) -> None:
+        self.puts += 1
+        if self.fail_puts_after is not None and self.puts > self.fail_puts_after:
+            raise RuntimeError("storage down")
+        self.objects[path] = bytes(data)
+
+    def get(self, path: str) -> bytes:
+        if path not in self.objects:
+            raise ObjectMissing(path)
+        return self.objects[path]
+
+    def remove(self, paths: list[str]) -> None:
+        for path in paths:
+            self.objects.pop(path, None)
+
+    def list_names(self, prefix: str) -> list[str]:
+        return [p for p in self.objects if p.startswith(prefix)]
+
+
+class FakeTrainer:
+    """Replicate as a dict; `trainings_created` is what a bill would count."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.trainings: dict[str, TrainingInfo] = {}
+        self.trainings_created = 0
+        self.destination_checks = 0
+        self.lock = threading.Lock()
+        self.fail_create_with: Exception | None = None
+
+    def upload_zip(self, fileobj: IO[bytes], filename: str, job_id: str) -> UploadedFile:
+        fileobj.seek(0)
+        file_id = uuid.uuid4().hex
+        with self.lock:
+            self.files[file_id] = fileobj.read()
+        return UploadedFile(id=file_id, url=f"https://replicate.test/v1/files/{file_id}")
+
+    def ensure_destination(self) -> None:
+        self.destination_checks += 1
+
+    def create_training(self, zip_url: str, webhook: str | None) -> TrainingInfo:
+        if self.fail_create_with is not None:
+            raise self.fail_create_with
+        with self.lock:
+            self.trainings_created += 1
+            training = TrainingInfo(
+                id=uuid.uuid4().hex[:26],
+                status="starting",
+                input={"input_images": zip_url},
+                created_at=datetime.now(UTC),
+                logs="",
+            )
+            self.trainings[training.id] = training
+            return training
+
+    def get_training(self, training_id: str) -> TrainingInfo | None:
+        return self.trainings.get(training_id)
+
+    def find_training(self, zip_url: str, created_after: datetime) -> TrainingInfo | None:
+        for training in self.trainings.values():
+            if training.input.get("input_images") == zip_url:
+                return training
+        return None
+
+    def cancel_training(self, training_id: str) -> TrainingInfo | None:
+        training = self.trainings.get(training_id)
+        if training is None:
+            return None
+        if not training.is_terminal:
+            training = training.model_copy(
+                update={"status": "canceled", "completed_at": datetime.now(UTC)}
+            )
+            self.trainings[training_id] = training
+        return training
+
+    def delete_file(self, file_id: str) -> None:
+        self.files.pop(file_id, None)
+
+    def set(self, training_id: str, **fields: Any) -> None:
+        self.trainings[training_id] = self.trainings[training_id].model_copy(update=fields)

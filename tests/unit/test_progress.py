@@ -1,0 +1,127 @@
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from shared.models import Job, JobStatus
+from shared.progress import plan_update, readable_failure, trainer_steps, training_progress
+from shared.trainer import TrainingInfo
+from tests.unit.helpers import make_settings
+
+LOGS = "\n".join(
+    [
+        "Extracted 4 files from zip to input_images",
+        "100%|██████████| 12/12 [00:00<00:00, 400.00it/s]",
+        "Caching latents: 100%|██████████| 4/4 [00:02<00:00,  1.90it/s]",
+        "flux_train_replicate:  10%|█         | 100/1000 [01:10<10:30,  1.43it/s, lr: 4.0e-04 loss: 3.4e-01]",
+        "flux_train_replicate:  45%|████▌     | 450/1000 [05:12<06:21,  1.44it/s, lr: 4.0e-04 loss: 3.456e-01]",
+    ]
+)
+
+
+def test_last_trainer_bar_wins_and_unlabelled_bars_are_ignored():
+    assert trainer_steps(LOGS) == (450, 1000)
+    assert trainer_steps("100%|██████████| 12/12 [00:00<00:00]") is None
+    assert trainer_steps(None) is None
+
+
+def test_carriage_return_redraws_are_read():
+    logs = "flux_train_replicate:   1%|          | 10/1000 [..]\rflux_train_replicate:   2%|▏| 20/1000 [..]"
+    assert trainer_steps(logs) == (20, 1000)
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "expected"), [(0, 1000, 30), (500, 1000, 62), (1000, 1000, 95)]
+)
+def test_progress_maps_steps_into_30_to_95(done, total, expected):
+    assert training_progress(done, total) == expected
+
+
+def _job(**fields) -> Job:
+    now = datetime.now(UTC)
+    base = dict(
+        id=uuid4(),
+        user_id=uuid4(),
+        furrsona_name="Ember",
+        status="training",
+        progress=30,
+        created_at=now,
+        updated_at=now,
+        replicate_training_id="t1",
+    )
+    base.update(fields)
+    return Job.model_validate(base)
+
+
+def _training(**fields) -> TrainingInfo:
+    base = dict(id="t1", status="processing", created_at=datetime.now(UTC) - timedelta(minutes=2))
+    base.update(fields)
+    return TrainingInfo.model_validate(base)
+
+
+def test_processing_raises_progress_and_estimates_from_step_rate():
+    now = datetime.now(UTC)
+    started = now - timedelta(seconds=100)
+    changes = plan_update(_job(), _training(logs=LOGS, started_at=started), now, make_settings())
+    assert changes["progress"] == training_progress(450, 1000)
+    eta = changes["estimated_completion"]
+    # 450 steps took 100 s, 550 remain: about 122 s from now.
+    assert timedelta(seconds=120) < eta - now < timedelta(seconds=125)
+
+
+def test_progress_never_goes_down():
+    changes = plan_update(
+        _job(progress=80), _training(logs=LOGS), datetime.now(UTC), make_settings()
+    )
+    assert "progress" not in changes
+
+
+def test_success_completes_with_version_cost_and_time():
+    settings = make_settings(training_price_per_second=0.002)
+    output = {
+        "version": "flurrty/flurrty-twins:" + "b" * 64,
+        "weights": "https://x/trained_model.tar",
+    }
+    changes = plan_update(
+        _job(),
+        _training(status="succeeded", output=output, metrics={"predict_time": 500.0}),
+        datetime.now(UTC),
+        settings,
+    )
+    assert changes["status"] is JobStatus.COMPLETED
+    assert changes["progress"] == 100
+    assert changes["replicate_model_version"] == output["version"]
+    assert changes["cost_usd"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        (
+            "failed",
+            "input_images must be a zip file",
+            "The training failed: input_images must be a zip file",
+        ),
+        ("canceled", None, "The training was canceled on Replicate."),
+        ("aborted", None, "Replicate stopped the training before it began"),
+        (
+            "failed",
+            'Prediction input failed validation: {"detail":[{"loc":["body","input","input_images"],'
+            '"msg":"\'\' is not a valid URL scheme.","type":"value_error"}]}',
+            "The trainer rejected its input: '' is not a valid URL scheme.",
+        ),
+    ],
+)
+def test_failures_become_readable_messages(status, error, expected):
+    training = _training(status=status, error=error)
+    assert readable_failure(training).startswith(expected)
+    changes = plan_update(_job(), training, datetime.now(UTC), make_settings())
+    assert changes["status"] is JobStatus.FAILED
+
+
+def test_final_jobs_are_not_moved_again():
+    job = _job(status="completed", progress=100, replicate_model_version="a/b:c")
+    changes = plan_update(
+        job, _training(status="failed", error="late"), datetime.now(UTC), make_settings()
+    )
+    assert "status" not in changes
