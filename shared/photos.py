@@ -18,7 +18,7 @@ import io
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import IO, TYPE_CHECKING, BinaryIO, Final
 
 # Importing the three plugins registers them, so Image.open(formats=[...]) never has to load
 # all of Pillow's ~40 plugins (slower cold start, and parsers we do not want to expose).
@@ -145,7 +145,9 @@ def photo_label(index: int, filename: str | None = None) -> str:
     return f'Photo {index} ("{name}")' if name else f"Photo {index}"
 
 
-def normalise_photo(data: bytes | BinaryIO, limits: PhotoLimits, *, label: str) -> NormalisedPhoto:
+def normalise_photo(
+    data: bytes | BinaryIO | IO[bytes], limits: PhotoLimits, *, label: str
+) -> NormalisedPhoto:
     """Check one photo and return it as an upright, metadata-free RGB JPEG.
 
     Raises `PhotoRejected` for anything a person sent wrong (see the module docstring); any
@@ -237,8 +239,6 @@ def _normalise_open_image(
             # `target`: a 48 MP photo costs a 12 MP (or smaller) decode instead.
             img.draft(img.mode, target)
         img.load()
-    except PhotoRejected:
-        raise
     except MemoryError:
         raise
     except Exception:  # decoders raise many types on hostile input; all mean "damaged" here
@@ -270,7 +270,7 @@ def _normalise_open_image(
     )
 
 
-def _read_limited(data: bytes | BinaryIO, max_bytes: int) -> tuple[bytes, bool]:
+def _read_limited(data: bytes | BinaryIO | IO[bytes], max_bytes: int) -> tuple[bytes, bool]:
     """The source bytes, reading at most one byte past the limit; and whether the size is exact."""
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data), True

@@ -27,6 +27,7 @@ from shared.photos import (
     PhotoLimits,
     PhotoRejected,
     normalise_photo,
+    photo_label,
     photo_object_name,
 )
 from shared.settings import Settings
@@ -95,7 +96,7 @@ def normalise_all(files: list[tuple[str, bytes]], settings: Settings) -> list[by
     seen: dict[str, int] = {}
     result: list[bytes] = []
     for index, (filename, data) in enumerate(files, start=1):
-        label = f'Photo {index} ("{filename}")' if filename else f"Photo {index}"
+        label = photo_label(index, filename)
         try:
             photo = normalise_photo(data, limits, label=label)
         except PhotoRejected as exc:
