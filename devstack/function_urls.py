@@ -128,6 +128,7 @@ def build_event(
 
 class _FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # bursts of concurrent calls (the default 5 resets connections)
 
     def __init__(self, name: str, handler: Handler, port: int):
         self.function_name = name

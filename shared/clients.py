@@ -54,7 +54,7 @@ def storage_client() -> Any:
     settings = get_settings()
     key = settings.supabase_service_role_key.get_secret_value()
     return SyncStorageClient(
-        f"{settings.supabase_url}/storage/v1",
+        f"{settings.supabase_url}/storage/v1/",
         headers={"apikey": key, "Authorization": f"Bearer {key}"},
         http_client=_supabase_http(30.0),
     )

@@ -25,7 +25,6 @@ from shared.settings import Settings
 from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
 
-ZIP_SPOOL_BYTES = 32 * 1024 * 1024
 PHOTO_FETCH_CONCURRENCY = 6
 
 
@@ -105,7 +104,8 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
 
 
 def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
-    with tempfile.SpooledTemporaryFile(max_size=ZIP_SPOOL_BYTES) as spool:
+    # A named file: the replicate client reads `.name` for the upload's filename part.
+    with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
         # Photos are fetched in parallel and written into the zip in order, as they arrive.
         with ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool:
             fetched = pool.map(deps.photos.get, job.photo_urls)
@@ -116,7 +116,7 @@ def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
                 ),
                 spool,
             )
-        uploaded = deps.trainer.upload_zip(spool, f"{job.id}.zip", str(job.id))
+        uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
     saved = deps.jobs.update(
         job.id,
         {"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},

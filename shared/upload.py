@@ -33,8 +33,9 @@ from shared.photos import (
 from shared.settings import Settings
 
 # A Function URL request carries at most 6 MB including base64 and the event envelope; the decoded
-# multipart body that fits is about 4.4 MB (reference/serverless.md §0.1).
-MULTIPART_MAX_BYTES = 4_400_000
+# multipart body that fits is about 4.4 MB (reference/serverless.md §0.1); refuse from 4 MB on so
+# the answer names the signed flow while it can still reach the handler.
+MULTIPART_MAX_BYTES = 4_000_000
 MAX_CUSTOMIZATION_BYTES = 16_384
 SIGNED_FLOW_HINT = (
     "Photos this large cannot go through this URL: create the job with POST /uploads, "

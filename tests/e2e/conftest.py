@@ -6,12 +6,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 
+from devstack.function_urls import FunctionUrls
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
+from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack, StackOptions
@@ -39,11 +42,24 @@ def stack(
         local.stop()
 
 
+@pytest.fixture
+def emulator(stack: LocalStack) -> ReplicateEmulator:
+    assert stack.replicate is not None
+    return stack.replicate
+
+
+@pytest.fixture
+def functions(stack: LocalStack) -> FunctionUrls:
+    assert stack.functions is not None
+    return stack.functions
+
+
 @pytest.fixture(autouse=True)
 def _clean_faults(stack: LocalStack) -> Iterator[None]:
     yield
     assert stack.replicate is not None and stack.gateway is not None
     stack.replicate.faults.clear()
+    stack.replicate.webhooks_enabled = True
     stack.gateway.storage_faults.clear()
 
 
@@ -89,9 +105,7 @@ def photo_files(count: int = 3, size: int = 640) -> list[tuple[str, tuple[str, b
     ]
 
 
-def wait_for(
-    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1
-) -> object:
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

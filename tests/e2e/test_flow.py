@@ -12,6 +12,8 @@ import zipfile
 import httpx
 import replicate
 
+from devstack.function_urls import FunctionUrls
+from devstack.replicate_emulator import ReplicateEmulator
 from devstack.stack import LocalStack
 from supabase import ClientOptions, create_client
 from tests.e2e.conftest import User, photo_files, wait_for
@@ -53,7 +55,9 @@ def status(stack: LocalStack, http: httpx.Client, user: User, job_id: str) -> di
     return response.json()
 
 
-def test_photos_to_trained_model(stack: LocalStack, http: httpx.Client, user: User):
+def test_photos_to_trained_model(
+    stack: LocalStack, http: httpx.Client, user: User, emulator: ReplicateEmulator
+):
     job = upload(stack, http, user, count=4)
     assert job["status"] == "pending" and job["progress"] == 20
     assert job["photoUrls"] == [f"{user.id}/{job['jobId']}/0{i}.jpg" for i in range(1, 5)]
@@ -68,8 +72,9 @@ def test_photos_to_trained_model(stack: LocalStack, http: httpx.Client, user: Us
     assert started["status"] == "training" and started["progress"] == 30 and started["trainingId"]
 
     # The zip Replicate received holds the normalised photos, stored without compression.
-    client = replicate.Client(api_token=stack.replicate_token, base_url=stack.replicate.base_url)
+    client = replicate.Client(api_token=stack.replicate_token, base_url=emulator.base_url)
     training = client.trainings.get(started["trainingId"])
+    assert training.input is not None
     file_id = training.input["input_images"].rstrip("/").rsplit("/", 1)[-1]
     raw = client._request("GET", f"/v1/files/{file_id}/download").content
     entries = zipfile.ZipFile(io.BytesIO(raw)).infolist()
@@ -87,7 +92,7 @@ def test_photos_to_trained_model(stack: LocalStack, http: httpx.Client, user: Us
     assert final["status"] == "completed", final
     assert final["progress"] == 100 and final["errorMessage"] is None
     owner_name, version = final["modelVersion"].split(":")
-    assert owner_name == f"{stack.replicate.owner}/flurrty-twins" and len(version) == 64
+    assert owner_name == f"{emulator.owner}/flurrty-twins" and len(version) == 64
     assert seen == sorted(seen)  # progress never went down
 
     row = sb.table("ai_training_jobs").select("*").eq("id", job["jobId"]).single().execute().data
@@ -99,34 +104,39 @@ def test_photos_to_trained_model(stack: LocalStack, http: httpx.Client, user: Us
 
 
 def test_twenty_concurrent_starts_create_one_training(
-    stack: LocalStack, http: httpx.Client, user: User
+    stack: LocalStack, http: httpx.Client, user: User, emulator: ReplicateEmulator
 ):
     job = upload(stack, http, user)
-    before = stack.replicate.count("POST", CREATE_ROUTE)
+    before = emulator.count("POST", CREATE_ROUTE)
     responses: list[httpx.Response] = []
+    errors: list[BaseException] = []
     barrier = threading.Barrier(20)
 
     def go():
         barrier.wait()
-        with httpx.Client(timeout=60) as own:
-            responses.append(start(stack, own, user, job["jobId"]))
+        try:
+            with httpx.Client(timeout=60) as own:
+                responses.append(start(stack, own, user, job["jobId"]))
+        except Exception as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=go) for _ in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     assert [r.status_code for r in responses] == [202] * 20
     assert {r.json()["status"] for r in responses} == {"training"}
-    assert stack.replicate.count("POST", CREATE_ROUTE) - before == 1
+    assert emulator.count("POST", CREATE_ROUTE) - before == 1
     ids = {r.json()["trainingId"] for r in responses} - {None}
     assert len(ids) == 1
 
 
 def test_a_trainer_failure_fails_the_job_with_its_message(
-    stack: LocalStack, http: httpx.Client, user: User
+    stack: LocalStack, http: httpx.Client, user: User, emulator: ReplicateEmulator
 ):
-    stack.replicate.next_training_outcome("failed", error="CUDA out of memory while training")
+    emulator.next_training_outcome("failed", error="CUDA out of memory while training")
     job = upload(stack, http, user)
     assert start(stack, http, user, job["jobId"]).status_code == 202
     final = wait_for(
@@ -137,10 +147,12 @@ def test_a_trainer_failure_fails_the_job_with_its_message(
     assert final["modelVersion"] is None
 
 
-def test_a_cancel_on_replicate_fails_the_job(stack: LocalStack, http: httpx.Client, user: User):
+def test_a_cancel_on_replicate_fails_the_job(
+    stack: LocalStack, http: httpx.Client, user: User, emulator: ReplicateEmulator
+):
     job = upload(stack, http, user)
     training_id = start(stack, http, user, job["jobId"]).json()["trainingId"]
-    client = replicate.Client(api_token=stack.replicate_token, base_url=stack.replicate.base_url)
+    client = replicate.Client(api_token=stack.replicate_token, base_url=emulator.base_url)
     assert client.trainings.cancel(training_id).status == "canceled"
     final = wait_for(
         lambda: (s := status(stack, http, user, job["jobId"]))["status"] == "failed" and s,
@@ -149,16 +161,22 @@ def test_a_cancel_on_replicate_fails_the_job(stack: LocalStack, http: httpx.Clie
     assert "canceled" in final["errorMessage"]
 
 
-def test_the_sweep_moves_jobs_nobody_is_watching(stack: LocalStack, http: httpx.Client, user: User):
-    stack.replicate.webhooks_enabled = False  # nobody polls and no webhook arrives
+def test_the_sweep_moves_jobs_nobody_is_watching(
+    stack: LocalStack,
+    http: httpx.Client,
+    user: User,
+    emulator: ReplicateEmulator,
+    functions: FunctionUrls,
+):
+    emulator.webhooks_enabled = False  # nobody polls and no webhook arrives
     try:
         job = upload(stack, http, user)
         training_id = start(stack, http, user, job["jobId"]).json()["trainingId"]
-        stack.replicate.finish_now(training_id, outcome="succeeded")
-        report = stack.functions.fire_schedule()
+        emulator.finish_now(training_id, outcome="succeeded")
+        report = functions.fire_schedule()
         assert report["errors"] == 0 and report["checked"] >= 1
     finally:
-        stack.replicate.webhooks_enabled = True
+        emulator.webhooks_enabled = True
     sb = _service_client(stack)
     row = (
         sb.table("ai_training_jobs")
@@ -227,15 +245,14 @@ def test_a_bad_upload_leaves_no_row_and_no_object(
 def test_an_oversize_request_names_the_signed_upload_flow(
     stack: LocalStack, http: httpx.Client, user: User
 ):
-    big = [("photos", (f"p{i}.jpg", b"\xff" * 1_600_000, "image/jpeg")) for i in range(3)]
-    r = http.post(
-        stack.url("upload_training_photos"),
-        headers=user.headers,
-        data={"fursonaName": "E"},
-        files=big,
-    )
+    # 4.2 MB of photos: still under the Function URL cap once base64-encoded, so our handler answers.
+    big = [("photos", (f"p{i}.jpg", b"\xff" * 1_400_000, "image/jpeg")) for i in range(3)]
+    url = stack.url("upload_training_photos")
+    r = http.post(url, headers=user.headers, data={"fursonaName": "E"}, files=big)
     assert r.status_code == 413
-    assert (
-        r.json()["error"]["code"] == "payload_too_large"
-        and "/uploads" in r.json()["error"]["message"]
-    )
+    error = r.json()["error"]
+    assert error["code"] == "payload_too_large" and "/uploads" in error["message"]
+    # Past 6 MB the request never reaches a handler: the Function URL itself refuses it, as in AWS.
+    huge = [("photos", (f"p{i}.jpg", b"\xff" * 2_000_000, "image/jpeg")) for i in range(3)]
+    r = http.post(url, headers=user.headers, data={"fursonaName": "E"}, files=huge)
+    assert r.status_code == 413 and "Request must be smaller than" in r.json()["Message"]

@@ -12,7 +12,8 @@ class HttpFailure(Exception):
 
 
 def test_transient_errors_are_retried_until_success():
-    calls, sleeps = [], []
+    calls: list[int] = []
+    sleeps: list[float] = []
 
     def flaky():
         calls.append(1)
