@@ -1,10 +1,8 @@
-"""check_training_status: answer a job's status, follow Replicate, sweep, take webhooks (DESIGN §3, §5)."""
+"""check_training_status: answer a job's status, follow Replicate, take webhooks (DESIGN §3, §5)."""
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -15,13 +13,10 @@ from shared.errors import BadRequest, Conflict, UpstreamError
 from shared.jobs import owned_job
 from shared.models import Job, JobStatus, StatusResponse
 from shared.progress import plan_update
-from shared.retry import Deadline
 from shared.trainer import TrainingInfo
 from shared.training import StartDeps, resume_stalled_start
 
 logger = Logger(child=True)
-
-SWEEP_BATCH = 5000
 
 
 def status_response(job: Job) -> StatusResponse:
@@ -120,41 +115,6 @@ def get_status(user_id: UUID, job_id: UUID, deps: StartDeps) -> Job:
             "status refresh failed; answering from the row", extra={"job_id": str(job_id)}
         )
         return job
-
-
-@dataclass
-class SweepReport:
-    seen: int = 0
-    checked: int = 0
-    changed: int = 0
-    errors: int = 0
-    skipped: int = 0
-    failed_jobs: list[str] = field(default_factory=list)
-
-
-def sweep(deps: StartDeps, deadline: Deadline) -> SweepReport:
-    """Check every active job, least recently checked first, until done or near the deadline."""
-    jobs = deps.jobs.list_active([JobStatus.TRAINING], SWEEP_BATCH)
-    report = SweepReport(seen=len(jobs))
-
-    def check(job: Job) -> None:
-        if deadline.expired():
-            report.skipped += 1
-            return
-        try:
-            after = refresh(job, deps)
-            report.checked += 1
-            if after.status is not job.status or after.progress != job.progress:
-                report.changed += 1
-        except Exception:
-            # One job's trouble never stops the others.
-            report.errors += 1
-            report.failed_jobs.append(str(job.id))
-            logger.exception("sweep could not check a job", extra={"job_id": str(job.id)})
-
-    with ThreadPoolExecutor(max_workers=deps.settings.sweep_concurrency) as pool:
-        list(pool.map(check, jobs))
-    return report
 
 
 def apply_webhook(job_id: UUID, headers: dict[str, str], body: bytes, deps: StartDeps) -> Job:

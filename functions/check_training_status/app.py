@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -14,7 +13,8 @@ from shared.auth import check_claimed_user
 from shared.models import JobRequest
 from shared.observability import logger
 from shared.retry import Deadline
-from shared.status import apply_webhook, get_status, status_response, sweep
+from shared.status import apply_webhook, get_status, status_response
+from shared.sweep import sweep_all
 
 app = http.make_app()
 
@@ -60,9 +60,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_schedule(event):
         # Leave time to finish in-flight checks before Lambda's own deadline.
         deadline = Deadline.from_context(context, margin_seconds=10.0)
-        report = sweep(clients.start_deps(deadline), deadline)
-        logger.info("sweep finished", extra=asdict(report))
-        if report.errors:
-            logger.warning("sweep had errors", extra={"errors": report.errors})
-        return asdict(report)
+        report = sweep_all(clients.start_deps(deadline), deadline)
+        logger.info("sweep finished", extra={"report": report})
+        return report
     return app.resolve(event, context)

@@ -174,7 +174,7 @@ def test_the_sweep_moves_jobs_nobody_is_watching(
         training_id = start(stack, http, user, job["jobId"]).json()["trainingId"]
         emulator.finish_now(training_id, outcome="succeeded")
         report = functions.fire_schedule()
-        assert report["errors"] == 0 and report["checked"] >= 1
+        assert report["trainings"]["errors"] == 0 and report["trainings"]["checked"] >= 1
     finally:
         emulator.webhooks_enabled = True
     sb = _service_client(stack)

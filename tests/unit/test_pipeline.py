@@ -15,7 +15,8 @@ from shared.auth import Caller
 from shared.errors import AppError, Conflict, NotFound, UpstreamError
 from shared.models import JobStatus
 from shared.retry import Deadline
-from shared.status import get_status, refresh, sweep
+from shared.status import get_status, refresh
+from shared.sweep import sweep
 from shared.training import StartDeps, start_training
 from shared.upload import create_job_with_photos, normalise_all, upload_multipart
 from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
