@@ -1,0 +1,156 @@
+"""Cold start (issue 8.1): each handler imported in a fresh process, then one request against the
+local stack; side by side with the naive baseline (`import supabase, replicate,
+aws_lambda_powertools.event_handler`) and the floor (`import httpx, pydantic`), interleaved.
+Run: `python -m bench.cold_start [--rounds 7]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from bench.common import local_stack, median, record, table
+from devstack.sample_photos import make_photo
+from devstack.schema import create_user
+from devstack.tokens import user_access_token
+
+BASELINE = "import supabase, replicate, aws_lambda_powertools.event_handler"
+FLOOR = "import httpx, pydantic"
+FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
+
+IMPORT_ONLY = r"""
+import sys, time
+began = time.perf_counter()
+exec(sys.argv[1])
+print(time.perf_counter() - began)
+"""
+
+# Import one handler, then answer one request built like a Function URL event.
+HANDLER = r"""
+import json, sys, time, importlib.util
+name, request = sys.argv[1], json.loads(sys.stdin.read())
+began = time.perf_counter()
+spec = importlib.util.spec_from_file_location(name + "_app", f"functions/{name}/app.py")
+app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+imported = time.perf_counter()
+import base64
+from devstack.function_urls import LambdaContext, build_event
+body = base64.b64decode(request["body"])
+event = build_event(request["method"], request["path"], request["headers"], body, "127.0.0.1")
+result = app.handler(event, LambdaContext(name, 30))
+done = time.perf_counter()
+mods = sorted(m for m in ("replicate", "supabase", "postgrest", "storage3", "PIL", "pillow_heif") if m in sys.modules)
+print(json.dumps({"import": imported - began, "first_request": done - imported, "status": result["statusCode"], "modules": mods}))
+"""
+
+
+def run(code: str, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def requests_for(token: str, job_id: str) -> dict[str, dict]:
+    import base64
+
+    auth = ("authorization", f"Bearer {token}")
+    boundary = "bench" + uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="fursonaName"\r\n\r\nBench\r\n'.encode()
+    ]
+    for i in range(3):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="p{i}.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n".encode()
+            + make_photo(640, 640, seed=900 + i)
+            + b"\r\n"
+        )
+    multipart = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    as_json = json.dumps({"jobId": job_id}).encode()
+    return {
+        "upload_training_photos": {
+            "method": "POST",
+            "path": "/",
+            "body": base64.b64encode(multipart).decode(),
+            "headers": [auth, ("content-type", f"multipart/form-data; boundary={boundary}")],
+        },
+        "start_ai_training": {
+            "method": "POST",
+            "path": "/",
+            "body": base64.b64encode(as_json).decode(),
+            "headers": [auth, ("content-type", "application/json")],
+        },
+        "check_training_status": {
+            "method": "GET",
+            "path": f"/?jobId={job_id}",
+            "body": "",
+            "headers": [auth],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    baseline: list[float] = []
+    floor: list[float] = []
+    imports: dict[str, list[float]] = {f: [] for f in FUNCTIONS}
+    first: dict[str, list[float]] = {f: [] for f in FUNCTIONS}
+    modules: dict[str, list[str]] = {}
+    with local_stack(schedule_seconds=None) as stack:
+        assert stack.pg is not None
+        env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "ERROR"}
+        user_id = create_user(stack.pg.dsn())
+        token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
+        for _ in range(args.rounds):
+            baseline.append(float(run(IMPORT_ONLY, BASELINE)))
+            floor.append(float(run(IMPORT_ONLY, FLOOR)))
+            # A job of this user that does not exist: start and status do the full auth + DB path.
+            requests = requests_for(token, str(uuid.uuid4()))
+            for name in FUNCTIONS:
+                result = json.loads(run(HANDLER, name, env=env, stdin=json.dumps(requests[name])))
+                imports[name].append(result["import"])
+                first[name].append(result["first_request"])
+                modules[name] = result["modules"]
+    base = median(baseline)
+    figures: dict[str, object] = {
+        "baseline_import_ms": round(base * 1000, 1),
+        "floor_import_ms": round(median(floor) * 1000, 1),
+        "rounds": args.rounds,
+    }
+    rows = [
+        ("naive baseline import", f"{base * 1000:.0f} ms"),
+        ("floor (httpx, pydantic)", f"{median(floor) * 1000:.0f} ms"),
+    ]
+    ratios = {}
+    for name in FUNCTIONS:
+        ratio = median(imports[name]) / base
+        ratios[name] = round(ratio, 3)
+        figures[f"{name}_import_ms"] = round(median(imports[name]) * 1000, 1)
+        figures[f"{name}_first_request_ms"] = round(median(first[name]) * 1000, 1)
+        figures[f"{name}_sdk_modules_after_request"] = modules[name]
+        rows.append(
+            (
+                name,
+                f"import {median(imports[name]) * 1000:.0f} ms ({ratio:.2f}x baseline), "
+                f"first request {median(first[name]) * 1000:.0f} ms, loaded {', '.join(modules[name]) or '-'}",
+            )
+        )
+    record("cold_import_ratio", ratios)
+    record("cold_start", figures)
+    table("cold start (median of fresh processes)", rows)
+
+
+if __name__ == "__main__":
+    main()

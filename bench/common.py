@@ -1,0 +1,41 @@
+"""What every benchmark shares: results.json merging, a local stack, a small table printer."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from devstack.stack import LocalStack, StackOptions
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def record(section: str, figures: dict[str, Any]) -> None:
+    """Merge one benchmark's figures into bench/results.json under `section`."""
+    data: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[section] = figures
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    for key, value in rows:
+        print(f"  {key.ljust(width)}  {value}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@contextmanager
+def local_stack(**options: Any) -> Iterator[LocalStack]:
+    with tempfile.TemporaryDirectory(prefix="flurrty-bench-") as tmp:
+        stack = LocalStack(StackOptions(data_dir=Path(tmp), **options))
+        with stack:
+            yield stack
