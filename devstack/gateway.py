@@ -3,6 +3,7 @@
     /rest/v1/*                    -> PostgREST (prefix stripped), behind Kong's `apikey` check
     /storage/v1/*                 -> the Storage emulator (devstack.storage_emulator)
     GET /auth/v1/.well-known/jwks.json -> the configured JWKS
+    GET /auth/v1/admin/users/{id} -> Supabase Auth's admin read of one user, from auth.users
     anything else                 -> 404 JSON
 
 So `supabase.create_client(gateway.url, key)` works unchanged against the local stack. For tests
@@ -352,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = gw._storage(method, path, query, headers, body)
             elif path == "/auth/v1/.well-known/jwks.json" and method in ("GET", "HEAD"):
                 reply = _json_reply(200, gw.jwks)
+            elif path.startswith("/auth/v1/admin/users/") and method == "GET":
+                reply = gw._auth_admin_user(path.rsplit("/", 1)[-1], headers)
             else:
                 # Kong's answer for a path no route matches.
                 reply = _json_reply(404, {"message": "no Route matched with those values"})
@@ -596,6 +599,74 @@ class SupabaseGateway:
             )
         finally:
             conn.close()
+
+    def _auth_admin_user(self, user_id: str, headers: dict[str, str]) -> _Reply:
+        """GoTrue's `GET /admin/users/{id}` (bodies as GoTrue sends them without an API-version
+        header): Kong's apikey check, then a service-role bearer, then the auth.users row."""
+        import uuid
+
+        import psycopg
+
+        api_key = headers.get("apikey")
+        if not api_key or not self._valid_api_key(api_key):
+            message = (
+                "Invalid authentication credentials" if api_key else "No API key found in request"
+            )
+            return _json_reply(401, {"message": message})
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _json_reply(
+                401,
+                {
+                    "code": 401,
+                    "error_code": "no_authorization",
+                    "msg": "This endpoint requires a Bearer token",
+                },
+            )
+        try:
+            claims = jwt.decode(
+                token.strip(), self.jwt_secret, algorithms=["HS256"], options={"verify_aud": False}
+            )
+        except jwt.PyJWTError as exc:
+            return _json_reply(
+                403, {"code": 403, "error_code": "bad_jwt", "msg": f"invalid JWT: {exc}"}
+            )
+        if claims.get("role") not in ("service_role", "supabase_admin"):
+            return _json_reply(
+                403, {"code": 403, "error_code": "not_admin", "msg": "User not allowed"}
+            )
+        try:
+            uuid.UUID(user_id)
+        except ValueError:
+            return _json_reply(
+                404,
+                {"code": 404, "error_code": "validation_failed", "msg": "user_id must be an UUID"},
+            )
+        with psycopg.connect(self._database_url) as conn:
+            row = conn.execute(
+                "select id::text, email, created_at from auth.users where id = %s", (user_id,)
+            ).fetchone()
+        if row is None:
+            return _json_reply(
+                404, {"code": 404, "error_code": "user_not_found", "msg": "User not found"}
+            )
+        created = row[2].isoformat()
+        return _json_reply(
+            200,
+            {
+                "id": row[0],
+                "aud": "authenticated",
+                "role": "authenticated",
+                "email": row[1] or "",
+                "phone": "",
+                "app_metadata": {"provider": "email", "providers": ["email"]},
+                "user_metadata": {},
+                "identities": [],
+                "created_at": created,
+                "updated_at": created,
+                "is_anonymous": False,
+            },
+        )
 
     def _storage(
         self, method: str, path: str, query: str, headers: dict[str, str], body: _RequestBody

@@ -1,25 +1,34 @@
 """Supabase access-token verification, done locally with PyJWT (DESIGN §6).
 
 HS256 tokens are checked with the project's JWT secret (legacy projects); ES256/RS256 tokens with the
-project's JWKS, fetched once per container and refreshed when an unknown `kid` shows up.
+project's JWKS (`SigningKeys`: fetched once per container, refreshed when a token names an unknown
+`kid`, with a timeout). Every token must carry an unexpired `exp`, `aud` and `role` both
+"authenticated", and the project's issuer; the caller is its `sub`.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import jwt
+from aws_lambda_powertools import Logger
 
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, Unauthorized, UpstreamError
 from shared.settings import Settings
+
+logger = Logger(child=True)
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 CLOCK_LEEWAY_SECONDS = 30  # what PostgREST allows too
-JWKS_TIMEOUT_SECONDS = 3
-
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
+JWKS_TIMEOUT_SECONDS = 3.0
+JWKS_MAX_AGE_SECONDS = 600.0  # Supabase's edge caches the JWKS for 10 minutes as well
+# Tokens with made-up `kid`s may force at most one early refetch per this many seconds.
+JWKS_REFRESH_COOLDOWN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -30,12 +39,65 @@ class Caller:
     claims: dict[str, Any]
 
 
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    client = _jwks_clients.get(url)
-    if client is None:
-        client = jwt.PyJWKClient(url, cache_keys=True, lifespan=600, timeout=JWKS_TIMEOUT_SECONDS)
-        _jwks_clients[url] = client
-    return client
+class SigningKeys:
+    """The project's public signing keys, shared by every request in this container.
+
+    Only keys from the latest successful fetch are trusted (no per-`kid` cache outlives a fetch),
+    so a key removed from the JWKS stops working at the next refetch: after JWKS_MAX_AGE_SECONDS,
+    or early when a token names a `kid` we do not hold.
+    """
+
+    def __init__(self, url: str) -> None:
+        # PyJWKClient only fetches here (http(s) only, no redirects, a timeout). The caching is
+        # ours: PyJWT's refetches an empty key set on every call, and its per-kid LRU never expires.
+        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=JWKS_TIMEOUT_SECONDS)
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._forced_at = float("-inf")
+
+    def get(self, kid: str) -> jwt.PyJWK | None:
+        with self._lock:
+            now = time.monotonic()
+            expired = self._fetched_at is None or now - self._fetched_at > JWKS_MAX_AGE_SECONDS
+            unknown = kid not in self._keys
+            if unknown and not expired:
+                if now - self._forced_at < JWKS_REFRESH_COOLDOWN_SECONDS:
+                    return None
+                self._forced_at = now
+            if expired or unknown:
+                try:
+                    self._fetch(now)
+                except UpstreamError:
+                    if kid not in self._keys:
+                        raise
+                    logger.warning("could not refresh the JWKS; using the keys fetched before")
+            return self._keys.get(kid)
+
+    def _fetch(self, now: float) -> None:
+        try:
+            data = self._client.fetch_data()
+        except (jwt.PyJWKClientError, ValueError):  # unreachable, timed out, not JSON
+            raise UpstreamError(
+                "Could not fetch the signing keys to check your token; try again shortly.",
+                code="token_check_unavailable",
+            ) from None
+        listed = data.get("keys")  # fetch_data has checked that the answer is a JSON object
+        keys: dict[str, jwt.PyJWK] = {}
+        for raw in listed if isinstance(listed, list) else []:
+            try:
+                key = jwt.PyJWK(raw)
+            except (jwt.PyJWTError, AttributeError, TypeError):
+                continue  # a key we cannot use (unknown type, malformed); the others still count
+            if key.key_id and key.public_key_use in ("sig", None):
+                keys[key.key_id] = key
+        self._keys, self._fetched_at = keys, now
+
+
+@lru_cache(maxsize=4)
+def signing_keys(jwks_url: str) -> SigningKeys:
+    """One key cache per JWKS URL for this container (tests start afresh with `cache_clear`)."""
+    return SigningKeys(jwks_url)
 
 
 def bearer_token(headers: dict[str, str]) -> str:
@@ -66,27 +128,21 @@ def verify_access_token(token: str, settings: Settings) -> Caller:
     if alg == "HS256":
         if settings.supabase_jwt_secret is None:
             raise Unauthorized("HS256 tokens are not accepted here.", code="invalid_token")
-        key, algorithms = settings.supabase_jwt_secret.get_secret_value(), ["HS256"]
+        key = settings.supabase_jwt_secret.get_secret_value()
     elif alg in ASYMMETRIC_ALGORITHMS:
-        try:
-            key = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise Unauthorized(
-                "Could not fetch the signing keys to check your token; try again shortly.",
-                code="token_check_unavailable",
-            ) from None
-        except jwt.PyJWKClientError:
-            raise Unauthorized(
-                "The access token's signing key is unknown.", code="invalid_token"
-            ) from None
-        algorithms = [alg]
+        kid = header.get("kid")
+        jwk = signing_keys(settings.jwks_url).get(kid) if isinstance(kid, str) and kid else None
+        # The key decides the algorithm: an RS256 header cannot borrow an EC key, or the reverse.
+        if jwk is None or jwk.algorithm_name != alg:
+            raise Unauthorized("The access token's signing key is unknown.", code="invalid_token")
+        key = jwk.key
     else:
         raise Unauthorized("The access token uses an unsupported algorithm.", code="invalid_token")
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=algorithms,
+            algorithms=[alg],
             audience="authenticated",
             issuer=settings.token_issuer,
             leeway=CLOCK_LEEWAY_SECONDS,
@@ -95,6 +151,10 @@ def verify_access_token(token: str, settings: Settings) -> Caller:
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "Your session has expired; sign in again.", code="token_expired"
+        ) from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthorized(
+            "The access token is not valid yet; check your device's clock.", code="invalid_token"
         ) from None
     except jwt.InvalidTokenError:
         raise Unauthorized(

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from shared.jobs import PostgrestJobStore
+from shared.notify import Notifier, build_notifier
 from shared.photo_store import SupabasePhotoStore
 from shared.retry import NO_DEADLINE, Deadline
 from shared.settings import get_settings
@@ -77,9 +78,15 @@ def trainer(deadline: Deadline = NO_DEADLINE) -> ReplicateTrainer:
     return ReplicateTrainer(replicate_client(), get_settings(), deadline)
 
 
+@lru_cache(maxsize=1)
+def notifier() -> Notifier:
+    return build_notifier(get_settings(), lambda: _supabase_http(10.0))
+
+
 def reset() -> None:
     """Forget every cached client and the settings (tests that change the environment)."""
     postgrest_client.cache_clear()
+    notifier.cache_clear()
     storage_client.cache_clear()
     replicate_client.cache_clear()
     get_settings.cache_clear()
@@ -92,4 +99,5 @@ def start_deps(deadline: Deadline = NO_DEADLINE) -> StartDeps:
         jobs=job_store(deadline),
         photos=photo_store(deadline),
         trainer=trainer(deadline),
+        notifier=notifier(),
     )

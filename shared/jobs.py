@@ -15,7 +15,13 @@ import httpx
 
 from shared.errors import Conflict, UpstreamError
 from shared.models import Job, JobStatus
-from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_transient
+from shared.retry import (
+    NO_DEADLINE,
+    RETRYABLE_STATUS,
+    Deadline,
+    call_with_retry,
+    is_transient,
+)
 
 TABLE = "ai_training_jobs"
 
@@ -40,6 +46,16 @@ class JobStore(Protocol):
         """Jobs in `statuses`, least recently checked first."""
         ...
 
+    def compare_and_set(
+        self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
+    ) -> bool:
+        """Set one timestamp column to `new` if it still holds `expected` (None = null)."""
+        ...
+
+    def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
+        """Trainings that ended after `finished_after` whose notice is not sent, oldest first."""
+        ...
+
     def delete(self, job_id: UUID) -> None: ...
 
 
@@ -55,14 +71,41 @@ def to_db(value: Any) -> Any:
 
 
 def _matches(job: Job, changes: dict[str, Any]) -> bool:
-    row = job.model_dump(mode="json")
-    return all(
-        row.get(k) == to_db(v) or str(row.get(k)) == str(to_db(v)) for k, v in changes.items()
-    )
+    """Whether the row already holds `changes` (compared as the model's types, not as text)."""
+    expected = Job.model_validate({**job.model_dump(), **changes})
+    return all(getattr(expected, k) == getattr(job, k) for k in changes if k in Job.model_fields)
+
+
+# PostgREST's own "database unavailable" codes, and the Postgres classes worth another try:
+# connection exceptions, insufficient resources, operator intervention, serialization, deadlock.
+_POSTGREST_UNAVAILABLE = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003"})
+_PG_TRANSIENT_PREFIXES = ("08", "53", "57P", "40001", "40P01")
+
+
+def _db_transient(exc: BaseException) -> bool:
+    """Network trouble, a 5xx/429 answer, or a database error that a retry can clear."""
+    from postgrest.exceptions import APIError
+
+    if is_transient(exc):
+        return True
+    if not isinstance(exc, APIError):
+        return False
+    code = exc.code
+    if code is None:
+        return True  # not PostgREST's answer: a proxy or gateway error page
+    if code.isdigit():  # PostgREST sent no JSON body: the HTTP status stands in for the code
+        return int(code) in RETRYABLE_STATUS
+    return code in _POSTGREST_UNAVAILABLE or code.startswith(_PG_TRANSIENT_PREFIXES)
 
 
 class PostgrestJobStore:
-    """`ai_training_jobs` through PostgREST with the service role (RLS is bypassed by design)."""
+    """`ai_training_jobs` through PostgREST with the service role (RLS is bypassed by design).
+
+    Every request goes through our bounded retry (`shared.retry`) with the client's own retry
+    switched off (it sleeps 1, 2, 4 s on GETs, blind to the invocation's deadline). Each call is
+    safe to repeat: reads; an insert with our own primary key (a repeat hits 23505 and reads the
+    row back); a compare-and-set PATCH, whose lost answer is recovered by reading the row.
+    """
 
     def __init__(self, client: Any, deadline: Deadline = NO_DEADLINE):
         self._client = client  # postgrest.SyncPostgrestClient
@@ -72,7 +115,7 @@ class PostgrestJobStore:
         from postgrest.exceptions import APIError
 
         try:
-            return call_with_retry(operation, deadline=self.deadline)
+            return call_with_retry(operation, deadline=self.deadline, transient=_db_transient)
         except APIError as exc:
             if exc.code in ("23514", "P0001"):
                 # The trigger refused a move: someone else moved the job first.
@@ -80,7 +123,7 @@ class PostgrestJobStore:
                     "The job changed while we were updating it; fetch its status again.",
                     code="job_state_changed",
                 ) from exc
-            if exc.code in ("PGRST301", "42501") or not exc.code or exc.code.startswith("5"):
+            if exc.code in ("PGRST301", "42501") or _db_transient(exc):
                 raise UpstreamError("The job database is not available right now.") from exc
             raise
         except httpx.TransportError as exc:
@@ -93,18 +136,26 @@ class PostgrestJobStore:
         from postgrest.exceptions import APIError
 
         try:
-            res = self._run(lambda: self._client.table(TABLE).insert(body).execute())
-        except APIError as exc:
-            if exc.code == "23505" and "id" in row:
-                existing = self.get(UUID(str(row["id"])))
-                if existing is not None:
-                    return existing
+            res = self._run(lambda: self._client.table(TABLE).insert(body).retry(False).execute())
+        except (APIError, UpstreamError) as exc:
+            # A duplicate key (an earlier attempt landed) or no answer at all: the row may be ours.
+            if "id" not in row or (isinstance(exc, APIError) and exc.code != "23505"):
+                raise
+            if (existing := self.get(UUID(str(row["id"])))) is not None:
+                return existing
             raise
         return Job.model_validate(res.data[0])
 
     def get(self, job_id: UUID) -> Job | None:
         res = self._run(
-            lambda: self._client.table(TABLE).select("*").eq("id", str(job_id)).limit(1).execute()
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("id", str(job_id))
+                .limit(1)
+                .retry(False)
+                .execute()
+            )
         )
         return Job.model_validate(res.data[0]) if res.data else None
 
@@ -117,8 +168,11 @@ class PostgrestJobStore:
         expect_claim: UUID | None = None,
     ) -> Job | None:
         body = {k: to_db(v) for k, v in changes.items()}
+        attempts = 0
 
         def patch() -> Any:
+            nonlocal attempts
+            attempts += 1
             query = self._client.table(TABLE).update(body).eq("id", str(job_id))
             if isinstance(expect_status, JobStatus):
                 query = query.eq("status", expect_status.value)
@@ -126,19 +180,24 @@ class PostgrestJobStore:
                 query = query.in_("status", [s.value for s in expect_status])
             if expect_claim is not None:
                 query = query.eq("claim_token", str(expect_claim))
-            return query.execute()
+            return query.retry(False).execute()
 
         try:
             res = self._run(patch)
-        except UpstreamError as exc:
-            # PATCH may have committed before the connection broke: read back before giving up.
-            if exc.__cause__ is None or not is_transient(exc.__cause__):
-                raise
+        except UpstreamError:
+            # The PATCH may have committed before the connection broke: read back before giving up.
+            if (current := self.get(job_id)) is not None and _matches(current, changes):
+                return current
+            raise
+        if res.data:
+            return Job.model_validate(res.data[0])
+        if attempts > 1:
+            # An earlier attempt may have committed and lost its answer; the repeat then finds the
+            # row no longer as expected. The row itself says whether our change is in.
             current = self.get(job_id)
             if current is not None and _matches(current, changes):
                 return current
-            raise
-        return Job.model_validate(res.data[0]) if res.data else None
+        return None
 
     def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
         res = self._run(
@@ -149,19 +208,70 @@ class PostgrestJobStore:
                 .order("last_checked_at", desc=False, nullsfirst=True)
                 .order("created_at")
                 .limit(limit)
+                .retry(False)
+                .execute()
+            )
+        )
+        return [Job.model_validate(r) for r in res.data]
+
+    def compare_and_set(
+        self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
+    ) -> bool:
+        attempts = 0
+
+        def patch() -> Any:
+            nonlocal attempts
+            attempts += 1
+            query = self._client.table(TABLE).update({column: to_db(new)}).eq("id", str(job_id))
+            if expected is None:
+                query = query.is_(column, "null")
+            else:
+                query = query.eq(column, to_db(expected))
+            return query.retry(False).execute()
+
+        try:
+            res = self._run(patch)
+        except UpstreamError:
+            # The PATCH may have committed before the connection broke: the row tells.
+            if (current := self.get(job_id)) is not None and getattr(current, column) == new:
+                return True
+            raise
+        if res.data:
+            return True
+        if attempts > 1:  # an earlier attempt may have committed and lost its answer
+            current = self.get(job_id)
+            return current is not None and getattr(current, column) == new
+        return False
+
+    def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
+        res = self._run(
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .in_("status", [JobStatus.COMPLETED.value, JobStatus.FAILED.value])
+                .is_("notified_at", "null")
+                .is_("deletion_requested_at", "null")
+                .not_.is_("replicate_training_id", "null")
+                .gte("completed_at", finished_after.isoformat())
+                .order("completed_at")
+                .limit(limit)
+                .retry(False)
                 .execute()
             )
         )
         return [Job.model_validate(r) for r in res.data]
 
     def delete(self, job_id: UUID) -> None:
-        self._run(lambda: self._client.table(TABLE).delete().eq("id", str(job_id)).execute())
+        self._run(
+            lambda: self._client.table(TABLE).delete().eq("id", str(job_id)).retry(False).execute()
+        )
 
 
-def owned_job(jobs: JobStore, job_id: UUID, user_id: UUID) -> Job:
-    """The caller's job; someone else's job is reported exactly like a missing one."""
+def owned_job(jobs: JobStore, job_id: UUID, user_id: UUID, *, include_deleted: bool = False) -> Job:
+    """The caller's job; someone else's job, or one being deleted, is reported like a missing one."""
     job = jobs.get(job_id)
-    if job is None or job.user_id != user_id:
+    hidden = job is not None and job.deletion_requested_at is not None and not include_deleted
+    if job is None or job.user_id != user_id or hidden:
         from shared.errors import NotFound
 
         raise NotFound("No training job with this id belongs to you.", code="job_not_found")

@@ -73,6 +73,12 @@ class Job(BaseModel):
     cost_usd: float | None = None
     notified_at: datetime | None = None
     last_webhook_id: str | None = None
+    deletion_requested_at: datetime | None = None
+    deleted_at: datetime | None = None
+    photos_deleted_at: datetime | None = None
+    replicate_file_deleted_at: datetime | None = None
+    model_version_deleted_at: datetime | None = None
+    progress_changed_at: datetime | None = None  # set by the database when the job moves forward
 
 
 class CamelModel(BaseModel):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+import jwt
 
 from shared.errors import UpstreamError
 from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_transient
@@ -17,7 +20,30 @@ class PhotoStore(Protocol):
 
     def remove(self, paths: list[str]) -> None: ...
 
-    def list_names(self, prefix: str) -> list[str]: ...
+    def list_names(self, prefix: str) -> list[str]:
+        """Every object under the folder `prefix`, at any depth."""
+        ...
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Path -> size in bytes of every object under the folder `prefix`, at any depth."""
+        ...
+
+    def signed_upload(self, path: str) -> SignedUpload:
+        """A URL and token with which a browser can put one object at `path`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    """Where a browser sends one object straight to Storage (supabase createSignedUploadUrl)."""
+
+    path: str
+    url: str  # absolute; PUT the bytes here
+    token: str  # the same token alone, for supabase-js uploadToSignedUrl(path, token, file)
+    expires_at: datetime | None  # from the token; None when it does not say
+
+
+LIST_PAGE = 1000
 
 
 class ObjectMissing(Exception):
@@ -66,6 +92,53 @@ class SupabasePhotoStore:
             self._run(lambda: self._bucket.remove(paths))
 
     def list_names(self, prefix: str) -> list[str]:
-        rows = self._run(lambda: self._bucket.list(prefix, {"limit": 1000}))
-        base = prefix.rstrip("/")
-        return [f"{base}/{row['name']}" for row in rows if row.get("id")]
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        # Storage lists one level at a time: folders come back without an id.
+        found: dict[str, int] = {}
+        folders = [prefix.strip("/")]
+        while folders:
+            folder = folders.pop()
+            offset = 0
+            while True:
+                page = self._list_page(folder, offset)
+                for row in page:
+                    path = f"{folder}/{row['name']}" if folder else str(row["name"])
+                    if row.get("id"):
+                        found[path] = int((row.get("metadata") or {}).get("size") or 0)
+                    else:
+                        folders.append(path)
+                if len(page) < LIST_PAGE:
+                    break
+                offset += LIST_PAGE
+        return found
+
+    def _list_page(self, folder: str, offset: int) -> list[dict[str, Any]]:
+        page: list[dict[str, Any]] = self._run(
+            lambda: self._bucket.list(folder, {"limit": LIST_PAGE, "offset": offset})
+        )
+        return page
+
+    def signed_upload(self, path: str) -> SignedUpload:
+        from storage3.types import CreateSignedUploadUrlOptions
+
+        # upsert: a browser that retries a PUT whose answer it lost gets 200, not 409.
+        options = CreateSignedUploadUrlOptions(upsert="true")
+        signed = self._run(lambda: self._bucket.create_signed_upload_url(path, options))
+        return SignedUpload(
+            path=path,
+            url=signed["signed_url"],
+            token=signed["token"],
+            expires_at=_token_expiry(signed["token"]),
+        )
+
+
+def _token_expiry(token: str) -> datetime | None:
+    """The `exp` of Storage's upload token. Not a trust decision (we only read our own
+    server's answer), so the signature is not checked; a token we cannot read says nothing."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None

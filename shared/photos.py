@@ -145,6 +145,28 @@ def photo_label(index: int, filename: str | None = None) -> str:
     return f'Photo {index} ("{name}")' if name else f"Photo {index}"
 
 
+def check_photo_size(size: int, limits: PhotoLimits, *, label: str, exact: bool = True) -> None:
+    """The byte-size rules alone, so a size known before the bytes (declared, or listed by
+    Storage) is refused with the same answer. `exact=False`: reading stopped past the limit."""
+    if size == 0:
+        raise PhotoRejected(
+            "empty_file",
+            422,
+            f"{label} is an empty file (0 bytes); choose the photo again and re-upload it.",
+            label=label,
+        )
+    if size > limits.max_bytes:
+        limit = _mb(limits.max_bytes)
+        shown = f"is {_mb(size)} MB" if exact else f"is larger than {limit} MB"
+        raise PhotoRejected(
+            "photo_too_large",
+            413,
+            f"{label} {shown}; each photo can be at most {limit} MB. "
+            "Export it at a smaller size or lower quality and upload it again.",
+            label=label,
+        )
+
+
 def normalise_photo(
     data: bytes | BinaryIO | IO[bytes], limits: PhotoLimits, *, label: str
 ) -> NormalisedPhoto:
@@ -158,23 +180,7 @@ def normalise_photo(
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False")
 
     raw, exact_size = _read_limited(data, limits.max_bytes)
-    if not raw:
-        raise PhotoRejected(
-            "empty_file",
-            422,
-            f"{label} is an empty file (0 bytes); choose the photo again and re-upload it.",
-            label=label,
-        )
-    if len(raw) > limits.max_bytes:
-        limit = _mb(limits.max_bytes)
-        size = f"is {_mb(len(raw))} MB" if exact_size else f"is larger than {limit} MB"
-        raise PhotoRejected(
-            "photo_too_large",
-            413,
-            f"{label} {size}; each photo can be at most {limit} MB. "
-            "Export it at a smaller size or lower quality and upload it again.",
-            label=label,
-        )
+    check_photo_size(len(raw), limits, label=label, exact=exact_size)
 
     fmt = _sniff(raw[:_SNIFF_BYTES], label)
     if fmt == "HEIF":

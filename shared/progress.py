@@ -62,25 +62,40 @@ def estimate_completion(
 def readable_failure(training: TrainingInfo) -> str:
     """A sentence for the person; the raw upstream detail stays in the logs."""
     if training.status == "canceled":
-        return "The training was canceled on Replicate."
+        # Replicate also cancels a training that runs past its time limit.
+        return (
+            "The training was canceled on Replicate before it finished (by hand, or because it "
+            "ran past its time limit); start a new training."
+        )
     if training.status == "aborted":
         return "Replicate stopped the training before it began (for example a deadline); start it again."
     error = (training.error or "").strip()
     if error.startswith("Prediction input failed validation"):
-        detail = _validation_detail(error)
-        return f"The trainer rejected its input: {detail}"[:MAX_ERROR_LENGTH]
+        return (
+            f"The trainer refused our training settings ({_validation_detail(error)}), so nothing "
+            "was trained. This is a problem on our side, not with your photos; please try again "
+            "later."
+        )[:MAX_ERROR_LENGTH]
     if not error:
         return "The training failed on Replicate without a reason; start a new training."
-    return f"The training failed: {error}"[:MAX_ERROR_LENGTH]
+    # The first line only: a trainer's error can go on with a whole traceback.
+    return f"The training failed on Replicate: {error.splitlines()[0]}"[:MAX_ERROR_LENGTH]
 
 
 def _validation_detail(error: str) -> str:
+    """Cog's `{"detail": [{"loc": [..., field], "msg": ...}]}` as `field: msg; ...`."""
     try:
         payload: Any = json.loads(error.split(":", 1)[1])
-        messages = [str(item.get("msg")) for item in payload.get("detail", []) if item.get("msg")]
+        messages = [
+            f"{item['loc'][-1]}: {item['msg']}".rstrip(".")
+            if item.get("loc")
+            else str(item["msg"]).rstrip(".")
+            for item in payload.get("detail", [])
+            if item.get("msg")
+        ]
         if messages:
             return "; ".join(messages)
-    except (IndexError, ValueError, AttributeError):
+    except (IndexError, ValueError, AttributeError, KeyError, TypeError):
         pass
     return error.split(":", 1)[-1].strip() or "invalid input"
 
@@ -92,32 +107,34 @@ def plan_update(
     changes: dict[str, Any] = {"last_checked_at": now, "last_replicate_status": training.status}
     if job.status is not JobStatus.TRAINING:
         return changes
-    if training.status == "succeeded":
-        if not training.model_version:
-            changes.update(
-                status=JobStatus.FAILED,
-                error_message="The training finished but Replicate returned no model version.",
-            )
-            return changes
+    if training.is_terminal:
+        changes.update(completed_at=training.completed_at or now, estimated_completion=None)
+        if (seconds := training.predict_time) is not None:
+            # Replicate bills the compute time of failed and canceled trainings too.
+            changes["predict_time_seconds"] = seconds
+            changes["cost_usd"] = round(seconds * settings.training_price_per_second, 4)
+    if training.status == "succeeded" and training.model_version:
         changes.update(
             status=JobStatus.COMPLETED,
             progress=PROGRESS_DONE,
             replicate_model_version=training.model_version,
-            completed_at=training.completed_at or now,
-            estimated_completion=None,
         )
-        if (seconds := training.predict_time) is not None:
-            changes["predict_time_seconds"] = seconds
-            changes["cost_usd"] = round(seconds * settings.training_price_per_second, 4)
+        return changes
+    if training.status == "succeeded":
+        changes.update(
+            status=JobStatus.FAILED,
+            error_message="The training finished but Replicate returned no model version.",
+        )
         return changes
     if training.is_terminal:
         changes.update(status=JobStatus.FAILED, error_message=readable_failure(training))
-        if (seconds := training.predict_time) is not None:
-            changes["predict_time_seconds"] = seconds
         return changes
     steps = trainer_steps(training.logs)
     progress = training_progress(*steps) if steps else PROGRESS_TRAINING_STARTED
     if progress > job.progress:
         changes["progress"] = progress
-    changes["estimated_completion"] = estimate_completion(training, steps, now, settings)
+    current = job.estimated_completion
+    if steps or current is None or current <= now:
+        # Without steps (e.g. a late `start` webhook) a step-based estimate is kept.
+        changes["estimated_completion"] = estimate_completion(training, steps, now, settings)
     return changes

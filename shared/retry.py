@@ -11,9 +11,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
+
+from shared.errors import AppError
 
 T = TypeVar("T")
 
@@ -50,12 +54,18 @@ class Deadline:
     def expired(self) -> bool:
         return self.remaining() <= 0
 
+    def within(self, seconds: float) -> Deadline:
+        """The sooner of this deadline and `seconds` from now."""
+        return Deadline(min(self.remaining(), seconds))
+
 
 NO_DEADLINE = Deadline(None)
 
 
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status behind an SDK error, when there is one."""
+    if isinstance(exc, AppError):
+        return None  # our own answer (e.g. a nested call that already gave up), not upstream's
     for attr in ("status", "status_code"):
         value = getattr(exc, attr, None)
         if isinstance(value, int):
@@ -68,13 +78,23 @@ def status_of(exc: BaseException) -> int | None:
 
 
 def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait: `Retry-After` as seconds or as an HTTP date."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -83,6 +103,20 @@ def is_transient(exc: BaseException) -> bool:
         return True
     status = status_of(exc)
     return status in RETRYABLE_STATUS
+
+
+# Answers proving the request was not carried out: the server refused it, or it never left us.
+REFUSED_STATUS = frozenset({429, 503})
+
+
+def was_refused(exc: BaseException) -> bool:
+    """A failure after which a non-idempotent request certainly did not take effect.
+
+    A timeout, a dropped connection or a 500/502/504 may come after the server acted on it.
+    """
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    return status_of(exc) in REFUSED_STATUS
 
 
 def call_with_retry(

@@ -54,6 +54,10 @@ class Settings(BaseModel):
     photo_min_short_side: int = Field(512, gt=0)
     photo_max_long_side: int = Field(2048, gt=0)
     photo_max_pixels: int = Field(50_000_000, gt=0)
+    photos_max_total_bytes: int = Field(80 * 1024 * 1024, gt=0)  # per job (signed uploads)
+    # How long a signed-upload job waits for its photos; the signed URLs' own lifetime (2 h on
+    # hosted Supabase) caps it.
+    upload_window_seconds: int = Field(7200, ge=60)
 
     status_refresh_seconds: float = Field(5.0, ge=0)
     sweep_concurrency: int = Field(16, ge=1, le=64)
@@ -61,6 +65,7 @@ class Settings(BaseModel):
     claim_timeout_seconds: float = Field(180.0, gt=0)  # longer than start_ai_training's timeout
     expected_training_seconds: float = Field(600.0, gt=0)
     training_price_per_second: float = Field(0.001528, ge=0)
+    photo_retention_days: float = Field(7.0, ge=0)  # photos kept this long after a job ends
     notification_sender: str | None = None
 
     @field_validator("supabase_url", "replicate_base_url", "webhook_base_url", "supabase_jwks_url")

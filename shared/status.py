@@ -12,11 +12,16 @@ from shared import webhooks
 from shared.errors import BadRequest, Conflict, UpstreamError
 from shared.jobs import owned_job
 from shared.models import Job, JobStatus, StatusResponse
+from shared.notify import notify_once
+from shared.observability import record_training_finished
 from shared.progress import plan_update
+from shared.settings import Settings
 from shared.trainer import TrainingInfo
-from shared.training import StartDeps, resume_stalled_start
+from shared.training import StartDeps, resume_stalled_start, stalled_start
 
 logger = Logger(child=True)
+
+LOGS_TAIL_CHARS = 2000  # of a failed training's logs, kept in our logs next to its raw error
 
 
 def status_response(job: Job) -> StatusResponse:
@@ -39,18 +44,35 @@ def apply_training(
     if extra:
         changes.update(extra)
     if training.is_terminal and job.status is JobStatus.TRAINING:
-        logger.info(
-            "training finished",
-            extra={
-                "job_id": str(job.id),
-                "replicate_status": training.status,
-                "error": training.error,
-            },
-        )
+        _log_finished(job, training)
     updated = deps.jobs.update(job.id, changes, expect_status=job.status)
     if updated is None:  # moved meanwhile (webhook vs sweep): the newer row wins
-        return deps.jobs.get(job.id) or job
-    return updated
+        return _settle(job, deps.jobs.get(job.id) or job, deps, moved_by_us=False)
+    return _settle(job, updated, deps, moved_by_us=True)
+
+
+def _log_finished(job: Job, training: TrainingInfo) -> None:
+    """The raw upstream detail, which the person's error message leaves out, for operators."""
+    detail: dict = {
+        "job_id": str(job.id),
+        "training_id": training.id,
+        "replicate_status": training.status,
+        "predict_time": training.predict_time,
+    }
+    if training.status == "succeeded":
+        logger.info("training finished", extra=detail)
+        return
+    detail.update(error=training.error, logs_tail=(training.logs or "")[-LOGS_TAIL_CHARS:])
+    logger.warning("training failed", extra=detail)
+
+
+def _settle(before: Job, after: Job, deps: StartDeps, *, moved_by_us: bool) -> Job:
+    """Count a training this call ended, and make sure its notice goes out (once, whoever
+    ended it: a webhook and the sweep may both get here for the same job)."""
+    if moved_by_us and before.status is JobStatus.TRAINING and after.status.is_final:
+        record_training_finished(after)
+    notify_once(after, deps.jobs, deps.notifier)
+    return after
 
 
 def refresh(job: Job, deps: StartDeps) -> Job:
@@ -59,31 +81,35 @@ def refresh(job: Job, deps: StartDeps) -> Job:
     if job.status is not JobStatus.TRAINING:
         return job
     if job.replicate_training_id is None:
-        stalled = job.claimed_at is None or (
-            now - job.claimed_at > timedelta(seconds=deps.settings.claim_timeout_seconds)
-            and (
-                job.last_checked_at is None
-                or now - job.last_checked_at
-                > timedelta(seconds=deps.settings.claim_timeout_seconds)
-            )
+        return (
+            resume_stalled_start(job, deps, now) if stalled_start(job, deps.settings, now) else job
         )
-        return resume_stalled_start(job, deps, now) if stalled else job
     training = deps.trainer.get_training(job.replicate_training_id)
     if training is None:
         return _fail(
             job, deps, "Replicate has no record of this training any more; start a new one."
         )
-    if not training.is_terminal and training.created_at is not None:
-        age = now - training.created_at
-        if age > timedelta(minutes=deps.settings.training_stale_minutes):
-            deps.trainer.cancel_training(training.id)
-            return _fail(
-                job,
-                deps,
-                f"The training made no progress within {deps.settings.training_stale_minutes:g} "
-                "minutes and was canceled; start it again.",
-            )
+    if not training.is_terminal and _stuck(job, training, now, deps.settings):
+        deps.trainer.cancel_training(training.id)  # first: a failed row would never cancel it
+        return _fail(
+            job,
+            deps,
+            f"The training made no progress for {deps.settings.training_stale_minutes:g} "
+            "minutes and was canceled; start a new training.",
+        )
     return apply_training(job, training, deps)
+
+
+def _stuck(job: Job, training: TrainingInfo, now: datetime, settings: Settings) -> bool:
+    """No progress for `training_stale_minutes`, counted from the row's last progress change
+    (however long the training has run), unless what Replicate says now is itself progress."""
+    planned = plan_update(job, training, now, settings)
+    if planned.get("progress", job.progress) > job.progress:
+        return False
+    if training.status != job.last_replicate_status:
+        return False
+    since = job.progress_changed_at or training.created_at
+    return since is not None and now - since > timedelta(minutes=settings.training_stale_minutes)
 
 
 def _fail(job: Job, deps: StartDeps, message: str) -> Job:
@@ -96,7 +122,9 @@ def _fail(job: Job, deps: StartDeps, message: str) -> Job:
         },
         expect_status=JobStatus.TRAINING,
     )
-    return updated or deps.jobs.get(job.id) or job
+    if updated is None:
+        return _settle(job, deps.jobs.get(job.id) or job, deps, moved_by_us=False)
+    return _settle(job, updated, deps, moved_by_us=True)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: StartDeps) -> Job:
@@ -105,9 +133,14 @@ def get_status(user_id: UUID, job_id: UUID, deps: StartDeps) -> Job:
     if job.status is not JobStatus.TRAINING:
         return job
     interval = timedelta(seconds=deps.settings.status_refresh_seconds)
-    if job.last_checked_at is not None and datetime.now(UTC) - job.last_checked_at < interval:
+    now = datetime.now(UTC)
+    if job.last_checked_at is not None and now - job.last_checked_at < interval:
         return job
     try:
+        # Of many callers at once (open tabs), only the one that moves `last_checked_at` reads
+        # Replicate; the others answer from the row.
+        if not deps.jobs.compare_and_set(job.id, "last_checked_at", job.last_checked_at, now):
+            return job
         return refresh(job, deps)
     except UpstreamError:
         # Replicate is having trouble: the row is still the truth we have; the sweep catches up.
@@ -143,6 +176,8 @@ def apply_webhook(job_id: UUID, headers: dict[str, str], body: bytes, deps: Star
         raise Conflict(
             "This webhook is for a different training than the job's.", code="training_mismatch"
         )
-    if job.last_webhook_id == webhook_id:
-        return job  # a redelivery: already applied
+    if job.last_webhook_id == webhook_id or job.status.is_final:
+        # A redelivery, or a late event (e.g. `start` redelivered after `completed`): nothing
+        # left to apply, and the row must not change.
+        return job
     return apply_training(job, training, deps, extra=extra)

@@ -4,7 +4,18 @@ Starting costs money, so each step is written so that a repeat (a double click, 
 calls, a retry after a crash) can never create a second training:
 1. the claim is a compare-and-set `pending -> training` with a fresh claim token;
 2. the uploaded zip's URL is saved on the row before the training is created;
-3. a later attempt first looks for a training whose input is that zip and adopts it.
+3. right before creating the training the claim is renewed (a new token, `last_checked_at` now),
+   so nobody can take it over for `claim_timeout_seconds`, and the create call sends its last POST
+   well within that time (`ReplicateTrainer.create_training`);
+4. a later attempt first looks for a training whose input is that zip and adopts it.
+
+A job claimed but never started (the function died or timed out before the training was recorded)
+stays in `training` without a training id. Once its claim is `claim_timeout_seconds` old, the next
+start call, status call or sweep takes the claim over and resumes it: it adopts the training if
+Replicate has one for the zip, else carries on and creates it. After `training_stale_minutes`
+without a training, it is failed with `NOT_STARTED_MESSAGE` (a training found even then is still
+adopted, never left running unrecorded). It never goes back to `pending`: the database allows no
+`training -> pending` move, and a person's repeated start would claim it again anyway.
 """
 
 from __future__ import annotations
@@ -12,13 +23,15 @@ from __future__ import annotations
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from shared.errors import AppError, Conflict
 from shared.jobs import JobStore, owned_job
 from shared.models import PROGRESS_TRAINING_STARTED, Job, JobStatus
+from shared.notify import LogNotifier, Notifier
+from shared.observability import record_training_started
 from shared.photo_store import ObjectMissing, PhotoStore
 from shared.progress import estimate_completion
 from shared.settings import Settings
@@ -26,6 +39,7 @@ from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
 
 PHOTO_FETCH_CONCURRENCY = 6
+NOT_STARTED_MESSAGE = "We could not start your training on Replicate; please try again."
 
 
 @dataclass
@@ -34,6 +48,7 @@ class StartDeps:
     jobs: JobStore
     photos: PhotoStore
     trainer: Trainer
+    notifier: Notifier = field(default_factory=LogNotifier)
 
 
 class ClaimLost(Exception):
@@ -53,10 +68,12 @@ def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: StartDeps) -> Jo
             "The photos of this job are not uploaded yet; complete the upload first.",
             code="upload_incomplete",
         )
+    now = datetime.now(UTC)
+    if stalled_start(job, deps.settings, now):
+        return resume_stalled_start(job, deps, now)  # the earlier start died half-way
     if job.status is not JobStatus.PENDING:
         return job  # already started or finished: idempotent answer
     token = uuid.uuid4()
-    now = datetime.now(UTC)
     claimed = deps.jobs.update(
         job_id,
         {
@@ -73,11 +90,27 @@ def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: StartDeps) -> Jo
     return launch(claimed, token, deps)
 
 
-def launch(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
-    """Run the start steps for a job we hold the claim of; safe to run again after a crash."""
+def stalled_start(job: Job, settings: Settings, now: datetime) -> bool:
+    """A claim that has not recorded its training, and whose holder has shown no sign of life for
+    `claim_timeout_seconds` (longer than the start function may run): the holder is gone."""
+    if job.status is not JobStatus.TRAINING or job.replicate_training_id is not None:
+        return False
+    timeout = timedelta(seconds=settings.claim_timeout_seconds)
+    signs_of_life = [t for t in (job.claimed_at, job.last_checked_at) if t is not None]
+    return not signs_of_life or now - max(signs_of_life) > timeout
+
+
+def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = True) -> Job:
+    """Run the start steps for a job we hold the claim of; safe to run again after a crash.
+
+    With `may_create=False` an existing training is still adopted, but none is created: the job
+    is failed instead.
+    """
     try:
         training: TrainingInfo | None = None
         if job.replicate_file_url is None:
+            if not may_create:
+                return _fail(job, token, NOT_STARTED_MESSAGE, deps)
             job = _upload_zip(job, token, deps)  # a fresh zip: no training can use it yet
         elif job.claimed_at is not None:
             # An earlier attempt got this far; it may have created the training before dying.
@@ -85,7 +118,10 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
             training = deps.trainer.find_training(job.replicate_file_url, since)
         assert job.replicate_file_url is not None
         if training is None:
+            if not may_create:
+                return _fail(job, token, NOT_STARTED_MESSAGE, deps)
             deps.trainer.ensure_destination()
+            token = _renew_claim(job, token, deps)
             training = deps.trainer.create_training(
                 job.replicate_file_url, webhook_url(deps.settings, job.id)
             )
@@ -129,6 +165,24 @@ def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
     return saved
 
 
+def _renew_claim(job: Job, token: uuid.UUID, deps: StartDeps) -> uuid.UUID:
+    """A fresh token and a fresh sign of life, right before the call that costs money.
+
+    A resumer that read the row earlier now fails its compare-and-set on the old token, and one
+    reading it now sees a live claim for another `claim_timeout_seconds`.
+    """
+    renewed = uuid.uuid4()
+    saved = deps.jobs.update(
+        job.id,
+        {"claim_token": renewed, "last_checked_at": datetime.now(UTC)},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if saved is None:
+        raise ClaimLost
+    return renewed
+
+
 def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: StartDeps) -> Job:
     now = datetime.now(UTC)
     saved = deps.jobs.update(
@@ -145,6 +199,7 @@ def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: St
     )
     if saved is None:
         raise ClaimLost
+    record_training_started()
     return saved
 
 
@@ -161,14 +216,12 @@ def _fail(job: Job, token: uuid.UUID, message: str, deps: StartDeps) -> Job:
 
 
 def resume_stalled_start(job: Job, deps: StartDeps, now: datetime) -> Job:
-    """The sweep's repair for a claim whose start never finished (the function died or timed out).
+    """The repair for a claim whose start never finished (the function died or timed out).
 
-    Takes the claim over with a compare-and-set on the old token, then runs the same idempotent
-    steps; a job that could not be started for `training_stale_minutes` is failed.
+    Takes the claim over with a compare-and-set on the token we read, then runs the same
+    idempotent steps. A claim older than `training_stale_minutes` may only adopt a training that
+    exists; without one the job is failed.
     """
-    assert job.claimed_at is not None
-    if now - job.claimed_at > timedelta(minutes=deps.settings.training_stale_minutes):
-        return _fail_unclaimed(job, deps)
     token = uuid.uuid4()
     taken = deps.jobs.update(
         job.id,
@@ -178,20 +231,9 @@ def resume_stalled_start(job: Job, deps: StartDeps, now: datetime) -> Job:
     )
     if taken is None:
         return deps.jobs.get(job.id) or job
+    claimed_at = job.claimed_at or now
+    given_up = now - claimed_at > timedelta(minutes=deps.settings.training_stale_minutes)
     try:
-        return launch(taken, token, deps)
+        return launch(taken, token, deps, may_create=not given_up)
     except AppError:
-        return taken  # still transient: the next sweep tries again
-
-
-def _fail_unclaimed(job: Job, deps: StartDeps) -> Job:
-    failed = deps.jobs.update(
-        job.id,
-        {
-            "status": JobStatus.FAILED,
-            "error_message": "We could not start your training on Replicate; please try again.",
-        },
-        expect_status=JobStatus.TRAINING,
-        expect_claim=job.claim_token,
-    )
-    return failed or deps.jobs.get(job.id) or job
+        return taken  # still transient: the next attempt after the claim timeout tries again

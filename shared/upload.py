@@ -91,26 +91,51 @@ def check_photo_count(count: int, settings: Settings) -> None:
         )
 
 
-def normalise_all(files: list[tuple[str, bytes]], settings: Settings) -> list[bytes]:
-    """Decode, check and normalise every photo before anything is stored (no orphans)."""
-    limits = photo_limits(settings)
-    seen: dict[str, int] = {}
-    result: list[bytes] = []
-    for index, (filename, data) in enumerate(files, start=1):
+def refused(exc: PhotoRejected) -> AppError:
+    """A photo's rejection as the HTTP answer (its status, code and message)."""
+    return AppError(exc.message, code=exc.code, status=exc.status)
+
+
+class PhotoChecker:
+    """Checks and normalises a job's photos one at a time; the same picture twice is refused.
+
+    Holds only the fingerprints of the photos seen, so a caller that drops each photo's bytes
+    after `normalise` keeps about one photo in memory.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.limits = photo_limits(settings)
+        self._seen: dict[str, int] = {}
+
+    def normalise(self, index: int, filename: str | None, data: bytes) -> bytes:
+        """The photo as a normalised JPEG, or an `AppError` naming it (its status is a 4xx)."""
         label = photo_label(index, filename)
         try:
-            photo = normalise_photo(data, limits, label=label)
+            photo = normalise_photo(data, self.limits, label=label)
         except PhotoRejected as exc:
-            raise AppError(exc.message, code=exc.code, status=exc.status) from None
-        if photo.fingerprint in seen:
+            raise refused(exc) from None
+        if photo.fingerprint in self._seen:
             raise Unprocessable(
-                f"{label} is the same picture as photo {seen[photo.fingerprint]}; "
+                f"{label} is the same picture as photo {self._seen[photo.fingerprint]}; "
                 "use different photos.",
                 code="duplicate_photo",
             )
-        seen[photo.fingerprint] = index
-        result.append(photo.jpeg)
-    return result
+        self._seen[photo.fingerprint] = index
+        return photo.jpeg
+
+
+def normalise_all(files: list[tuple[str, bytes]], settings: Settings) -> list[bytes]:
+    """Decode, check and normalise every photo before anything is stored (no orphans)."""
+    checker = PhotoChecker(settings)
+    return [
+        checker.normalise(index, filename, data)
+        for index, (filename, data) in enumerate(files, start=1)
+    ]
+
+
+def final_photo_path(user_id: uuid.UUID, job_id: uuid.UUID, index: int) -> str:
+    """Where the `index`-th normalised photo lives: `{user}/{job}/NN.jpg`."""
+    return f"{user_id}/{job_id}/{photo_object_name(index)}"
 
 
 def store_photos(
@@ -120,16 +145,16 @@ def store_photos(
     paths: list[str] = []
     try:
         for index, jpeg in enumerate(jpegs, start=1):
-            path = f"{user_id}/{job_id}/{photo_object_name(index)}"
+            path = final_photo_path(user_id, job_id, index)
             paths.append(path)
             photos.put(path, jpeg, PHOTO_CONTENT_TYPE)
     except Exception:
-        _remove_quietly(photos, paths)
+        remove_quietly(photos, paths)
         raise
     return paths
 
 
-def _remove_quietly(photos: PhotoStore, paths: list[str]) -> None:
+def remove_quietly(photos: PhotoStore, paths: list[str]) -> None:
     # The original error matters more than a failed clean-up.
     with contextlib.suppress(Exception):
         photos.remove(paths)
@@ -160,7 +185,7 @@ def create_job_with_photos(
             }
         )
     except Exception:
-        _remove_quietly(photos, paths)
+        remove_quietly(photos, paths)
         raise
 
 

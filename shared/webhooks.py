@@ -38,8 +38,10 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float | No
         raise BadRequest("webhook-timestamp is not a number.", code="bad_webhook") from None
     current = time.time() if now is None else now
     if abs(current - sent) > TOLERANCE_SECONDS:
+        # Outside the tolerance even a valid signature is refused: that is what stops replays.
         raise Unauthorized(
-            "The webhook timestamp is too old or in the future.", code="bad_signature"
+            f"The webhook timestamp is more than {TOLERANCE_SECONDS} seconds away from now.",
+            code="stale_webhook",
         )
     expected = sign(secret, webhook_id, timestamp, body).encode()
     for candidate in signatures.split():

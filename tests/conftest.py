@@ -13,6 +13,9 @@ from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.schema import apply_schema
 
+# The local stack's fixtures (session `stack`, `user`, `http`, …) for tests/e2e and tests/security.
+pytest_plugins = ["tests.stack_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def jwt_secret() -> str:

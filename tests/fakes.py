@@ -9,14 +9,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from uuid import UUID
 
 from shared.errors import Conflict
 from shared.jobs import to_db
 from shared.models import ALLOWED_MOVES, Job, JobStatus
-from shared.photo_store import ObjectMissing
+from shared.photo_store import ObjectMissing, SignedUpload
 from shared.trainer import TrainingInfo, UploadedFile
 
 
@@ -29,7 +29,7 @@ class InMemoryJobStore:
     def insert(self, row: dict[str, Any]) -> Job:
         with self.lock:
             now = datetime.now(UTC)
-            data = {"created_at": now, "updated_at": now, **row}
+            data = {"created_at": now, "updated_at": now, "progress_changed_at": now, **row}
             assert JobStatus(data["status"]) in (JobStatus.PENDING, JobStatus.UPLOADING)
             job = Job.model_validate(data)
             self.rows[job.id] = job.model_dump()
@@ -70,6 +70,11 @@ class InMemoryJobStore:
                 raise Conflict("progress may not decrease")
             if new_status.is_final and not old_status.is_final:
                 new["completed_at"] = new.get("completed_at") or datetime.now(UTC)
+            # Like the database trigger: the no-progress clock moves only when the job does.
+            moved = old_status != new_status or any(
+                new[k] != row[k] for k in ("progress", "last_replicate_status")
+            )
+            new["progress_changed_at"] = datetime.now(UTC) if moved else row["progress_changed_at"]
             new["updated_at"] = datetime.now(UTC)
             job = Job.model_validate(
                 {k: to_db(v) if isinstance(v, JobStatus) else v for k, v in new.items()}
@@ -85,6 +90,33 @@ class InMemoryJobStore:
         jobs.sort(key=lambda j: (j.last_checked_at or epoch, j.created_at))
         return jobs[:limit]
 
+    def compare_and_set(
+        self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
+    ) -> bool:
+        with self.lock:
+            row = self.rows.get(job_id)
+            if row is None or row[column] != expected:
+                return False
+            row[column] = new
+            row["updated_at"] = datetime.now(UTC)
+            return True
+
+    def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values()]
+        pending = [
+            j
+            for j in jobs
+            if j.status.is_final
+            and j.notified_at is None
+            and j.deletion_requested_at is None
+            and j.replicate_training_id
+            and j.completed_at is not None
+            and j.completed_at >= finished_after
+        ]
+        pending.sort(key=lambda j: j.completed_at or finished_after)
+        return pending[:limit]
+
     def delete(self, job_id: UUID) -> None:
         with self.lock:
             self.rows.pop(job_id, None)
@@ -95,6 +127,7 @@ class InMemoryPhotoStore:
         self.objects: dict[str, bytes] = {}
         self.fail_puts_after: int | None = None
         self.puts = 0
+        self.signed: dict[str, str] = {}  # upload token -> path
 
     def put(self, path: str, data: bytes, content_type: str) -> None:
         self.puts += 1
@@ -112,7 +145,25 @@ class InMemoryPhotoStore:
             self.objects.pop(path, None)
 
     def list_names(self, prefix: str) -> list[str]:
-        return [p for p in self.objects if p.startswith(prefix)]
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        folder = prefix.strip("/") + "/"
+        return {p: len(data) for p, data in self.objects.items() if p.startswith(folder)}
+
+    def signed_upload(self, path: str) -> SignedUpload:
+        token = uuid.uuid4().hex
+        self.signed[token] = path
+        return SignedUpload(
+            path=path,
+            url=f"memory://training-photos/{path}?token={token}",
+            token=token,
+            expires_at=datetime.now(UTC) + timedelta(hours=2),
+        )
+
+    def put_signed(self, token: str, data: bytes) -> None:
+        """What a browser's PUT to a signed upload URL does."""
+        self.objects[self.signed[token]] = bytes(data)
 
 
 class FakeTrainer:
@@ -125,6 +176,7 @@ class FakeTrainer:
         self.destination_checks = 0
         self.lock = threading.Lock()
         self.fail_create_with: Exception | None = None
+        self.deleted_versions: list[str] = []
 
     def upload_zip(self, fileobj: IO[bytes], filename: str, job_id: str) -> UploadedFile:
         fileobj.seek(0)
@@ -173,6 +225,9 @@ class FakeTrainer:
 
     def delete_file(self, file_id: str) -> None:
         self.files.pop(file_id, None)
+
+    def delete_model_version(self, model_version: str) -> None:
+        self.deleted_versions.append(model_version)
 
     def set(self, training_id: str, **fields: Any) -> None:
         self.trainings[training_id] = self.trainings[training_id].model_copy(update=fields)

@@ -1,4 +1,5 @@
-"""check_training_status: a job's status (GET /?jobId=, POST /), Replicate's webhooks
+"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's cancel
+(POST /cancel) and delete (DELETE /?jobId=, POST /delete), Replicate's webhooks
 (POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import clients, http
 from shared.auth import check_claimed_user
 from shared.models import JobRequest
-from shared.observability import logger
+from shared.observability import logger, metrics
+from shared.privacy import cancel_job, delete_job, deletion_response
 from shared.retry import Deadline
 from shared.status import apply_webhook, get_status, status_response
 from shared.sweep import sweep_all
@@ -40,6 +42,38 @@ def status_post() -> Any:
     return _answer(who.user_id, request.job_id)
 
 
+@app.post("/cancel")
+def cancel_post() -> Any:
+    who = http.caller(app)
+    request = http.parse_model(JobRequest, http.json_body(app))
+    check_claimed_user(who, request.user_id)
+    logger.append_keys(job_id=str(request.job_id))
+    job = cancel_job(who.user_id, request.job_id, clients.start_deps(http.deadline(app)))
+    return http.respond(200, status_response(job))
+
+
+def _delete(user_id: Any, job_id: Any) -> Any:
+    logger.append_keys(job_id=str(job_id))
+    job = delete_job(user_id, job_id, clients.start_deps(http.deadline(app)))
+    # 202 while the sweep still has something to remove; 200 once everything is gone.
+    return http.respond(200 if job.deleted_at else 202, deletion_response(job))
+
+
+@app.delete("/")
+def delete_query() -> Any:
+    who = http.caller(app)
+    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    return _delete(who.user_id, job_id)
+
+
+@app.post("/delete")
+def delete_post() -> Any:
+    who = http.caller(app)
+    request = http.parse_model(JobRequest, http.json_body(app))
+    check_claimed_user(who, request.user_id)
+    return _delete(who.user_id, request.job_id)
+
+
 @app.post("/webhooks/replicate")
 def replicate_webhook() -> Any:
     job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
@@ -53,6 +87,7 @@ def is_schedule(event: dict[str, Any]) -> bool:
     return "requestContext" not in event and event.get("action") == "sweep"
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True
 )

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import clients, http
 from shared.auth import check_claimed_user
 from shared.models import JobRequest, StartResponse
-from shared.observability import logger
+from shared.observability import logger, metrics
 from shared.training import start_training
 
 app = http.make_app()
@@ -34,6 +34,7 @@ def start() -> Any:
     )
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True
 )

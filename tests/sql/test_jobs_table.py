@@ -59,6 +59,13 @@ ADDED_COLUMNS = {
     "cost_usd": "numeric",
     "notified_at": "timestamp with time zone",
     "last_webhook_id": "text",
+    "progress_changed_at": "timestamp with time zone",
+    # privacy: what was deleted and when
+    "deletion_requested_at": "timestamp with time zone",
+    "deleted_at": "timestamp with time zone",
+    "photos_deleted_at": "timestamp with time zone",
+    "replicate_file_deleted_at": "timestamp with time zone",
+    "model_version_deleted_at": "timestamp with time zone",
 }
 
 

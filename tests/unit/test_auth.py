@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devstack.tokens import anon_key, mint_token, service_role_key, user_access_token
 from shared import auth
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, Unauthorized, UpstreamError
 from tests.unit.helpers import JWT_SECRET, SUPABASE_URL, make_settings
 
 SETTINGS = make_settings()
@@ -73,6 +73,7 @@ def test_missing_or_malformed_header_is_401(headers):
 
 
 def test_es256_token_needs_the_jwks_and_is_refused_without_it():
+    auth.signing_keys.cache_clear()
     key = ec.generate_private_key(ec.SECP256R1())
     token = jwt.encode(
         {
@@ -86,10 +87,12 @@ def test_es256_token_needs_the_jwks_and_is_refused_without_it():
         algorithm="ES256",
         headers={"kid": "k1"},
     )
-    # The JWKS URL points at a host that does not exist: the check fails closed.
+    # The JWKS URL points at a port nobody listens on: the check fails closed, as upstream trouble
+    # (503: the token may well be fine), not as a bad token.
     settings = make_settings(supabase_jwks_url="http://127.0.0.1:9/jwks.json")
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UpstreamError) as refused:
         auth.authenticate({"Authorization": f"Bearer {token}"}, settings)
+    assert refused.value.code == "token_check_unavailable"
 
 
 def test_user_id_mismatch_is_403_and_match_or_absence_is_fine():
@@ -101,3 +104,24 @@ def test_user_id_mismatch_is_403_and_match_or_absence_is_fine():
         auth.check_claimed_user(caller, str(uuid.uuid4()))
     with pytest.raises(Forbidden):
         auth.check_claimed_user(caller, "not-a-uuid")
+
+
+def test_signing_keys_skip_unusable_entries_and_survive_a_failed_refresh(monkeypatch):
+    usable = jwt.algorithms.ECAlgorithm.to_jwk(
+        ec.generate_private_key(ec.SECP256R1()).public_key(), as_dict=True
+    )
+    published = {"keys": [{"kty": "nope", "kid": "odd"}, "not-a-key", {**usable, "kid": "k1"}]}
+    keys = auth.SigningKeys("http://127.0.0.1:9/jwks.json")
+    monkeypatch.setattr(keys._client, "fetch_data", lambda: published)
+    assert keys.get("k1") is not None and keys.get("odd") is None
+
+    def unreachable():
+        raise jwt.PyJWKClientConnectionError("connection refused")
+
+    # The set has aged out and the JWKS is down: the keys fetched before keep working (a Supabase
+    # hiccup must not sign everyone out), while a kid never seen is upstream trouble (503).
+    monkeypatch.setattr(auth, "JWKS_MAX_AGE_SECONDS", 0.0)
+    monkeypatch.setattr(keys._client, "fetch_data", unreachable)
+    assert keys.get("k1") is not None
+    with pytest.raises(UpstreamError):
+        keys.get("k2")

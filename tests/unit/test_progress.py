@@ -100,15 +100,16 @@ def test_success_completes_with_version_cost_and_time():
         (
             "failed",
             "input_images must be a zip file",
-            "The training failed: input_images must be a zip file",
+            "The training failed on Replicate: input_images must be a zip file",
         ),
-        ("canceled", None, "The training was canceled on Replicate."),
+        ("canceled", None, "The training was canceled on Replicate before it finished"),
         ("aborted", None, "Replicate stopped the training before it began"),
         (
             "failed",
             'Prediction input failed validation: {"detail":[{"loc":["body","input","input_images"],'
             '"msg":"\'\' is not a valid URL scheme.","type":"value_error"}]}',
-            "The trainer rejected its input: '' is not a valid URL scheme.",
+            "The trainer refused our training settings (input_images: '' is not a valid URL "
+            "scheme), so nothing was trained.",
         ),
     ],
 )
@@ -125,3 +126,42 @@ def test_final_jobs_are_not_moved_again():
         job, _training(status="failed", error="late"), datetime.now(UTC), make_settings()
     )
     assert "status" not in changes
+
+
+def test_a_failed_training_still_records_its_billed_time_and_cost():
+    changes = plan_update(
+        _job(),
+        _training(status="canceled", metrics={"predict_time": 100.0}),
+        datetime.now(UTC),
+        make_settings(training_price_per_second=0.002),
+    )
+    assert changes["status"] is JobStatus.FAILED
+    assert changes["predict_time_seconds"] == 100.0 and changes["cost_usd"] == 0.2
+
+
+def test_a_step_based_estimate_survives_an_update_without_steps():
+    now = datetime.now(UTC)
+    estimate = now + timedelta(seconds=90)
+    late_start = _training(logs="", started_at=now - timedelta(seconds=30))
+    changes = plan_update(_job(estimated_completion=estimate), late_start, now, make_settings())
+    assert "estimated_completion" not in changes
+    # A passed estimate is replaced, so the person never sees a time in the past.
+    stale = plan_update(
+        _job(estimated_completion=now - timedelta(seconds=5)), late_start, now, make_settings()
+    )
+    assert stale["estimated_completion"] > now
+
+
+def test_the_estimate_converges_as_steps_progress():
+    # A run whose first step comes after 60 s of setup, then 1 step/s for 1000 steps.
+    started = datetime.now(UTC)
+    finish = started + timedelta(seconds=1060)
+    errors = []
+    for done in (100, 400, 700, 950):
+        now = started + timedelta(seconds=60 + done)
+        logs = f"flux_train_replicate:  {done // 10}%|#| {done}/1000 [..]"
+        changes = plan_update(
+            _job(), _training(logs=logs, started_at=started), now, make_settings()
+        )
+        errors.append(abs((changes["estimated_completion"] - finish).total_seconds()))
+    assert errors == sorted(errors, reverse=True) and errors[-1] < errors[0] / 10

@@ -1,7 +1,12 @@
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 import httpx
 import pytest
 
-from shared.retry import Deadline, RetryPolicy, call_with_retry
+from shared.errors import UpstreamError
+from shared.retry import Deadline, RetryPolicy, call_with_retry, was_refused
 
 
 class HttpFailure(Exception):
@@ -71,3 +76,84 @@ def test_no_sleep_past_the_deadline():
     with pytest.raises(HttpFailure):
         call_with_retry(throttled, deadline=Deadline(1.0), sleep=sleeps.append)
     assert sleeps == []
+
+
+def test_retry_after_as_an_http_date_is_honoured_but_capped():
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
+    late = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    sleeps: list[float] = []
+    attempts = iter([HttpFailure(503, soon), HttpFailure(429, late)])
+
+    def throttled():
+        exc = next(attempts, None)
+        if exc:
+            raise exc
+        return 1
+
+    call_with_retry(throttled, policy=RetryPolicy(max_retry_after=10), sleep=sleeps.append)
+    assert 2 <= sleeps[0] <= 4 and sleeps[1] == 10
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped():
+    random.seed(5)
+    sleeps: list[float] = []
+    policy = RetryPolicy(attempts=8, base_delay=0.5, max_delay=3.0)
+    with pytest.raises(HttpFailure):
+        call_with_retry(
+            lambda: (_ for _ in ()).throw(HttpFailure(502)), policy=policy, sleep=sleeps.append
+        )
+    assert len(sleeps) == 7
+    for n, slept in enumerate(sleeps):
+        assert 0 <= slept <= min(3.0, 0.5 * 2**n)
+    assert len(set(sleeps)) == 7  # jittered, not a fixed schedule
+
+
+def test_retries_never_sleep_past_the_deadline_in_total():
+    clock = [0.0]
+
+    class FakeDeadline(Deadline):
+        def remaining(self) -> float:
+            return 3.0 - clock[0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    with pytest.raises(HttpFailure):
+        call_with_retry(
+            lambda: (_ for _ in ()).throw(HttpFailure(429, "1")),
+            deadline=FakeDeadline(None),
+            policy=RetryPolicy(attempts=100),
+            sleep=sleep,
+        )
+    assert 2.0 <= clock[0] < 3.0
+
+
+@pytest.mark.parametrize(
+    ("failure", "refused"),
+    [
+        (HttpFailure(429), True),
+        (HttpFailure(503), True),
+        (httpx.ConnectError("refused"), True),
+        (httpx.ConnectTimeout("no route"), True),
+        (HttpFailure(500), False),
+        (HttpFailure(502), False),
+        (HttpFailure(504), False),
+        (httpx.ReadTimeout("no answer"), False),
+        (httpx.RemoteProtocolError("hung up"), False),
+        (UpstreamError("a nested call gave up"), False),
+    ],
+)
+def test_only_a_refusal_proves_a_post_did_not_happen(failure, refused):
+    assert was_refused(failure) is refused
+
+
+def test_our_own_errors_are_not_retried_as_if_upstream_sent_them():
+    calls = []
+
+    def nested():
+        calls.append(1)
+        raise UpstreamError("Replicate did not answer while looking for the training.")
+
+    with pytest.raises(UpstreamError):
+        call_with_retry(nested, sleep=lambda _: None)
+    assert len(calls) == 1

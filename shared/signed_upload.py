@@ -1,0 +1,369 @@
+"""The signed direct-upload flow (DESIGN §3): photos go from the browser straight to Storage.
+
+A Function URL takes at most 6 MB per request, so phone photos (3-12 MB each) cannot go through
+one. Instead:
+
+1. `POST /uploads` (`create_signed_upload`) checks the declared list (3-6 photos, each within the
+   per-photo cap, together within the per-job cap; declared types are only hints), creates the
+   job (`uploading`, progress 0, `upload_expires_at`) and answers one signed upload URL per photo,
+   at `{user}/{job}/upload/NN`: never the final `NN.jpg`, so nothing unchecked is ever trained on.
+2. The browser PUTs each photo to its URL.
+3. `POST /uploads/{jobId}/complete` (`complete_signed_upload`) reads the objects back one at a
+   time, checks each by content, normalises it to `NN.jpg`, moves the job `uploading -> pending`
+   (20) and removes the raw uploads. Calling it again on a job past `uploading` returns the job.
+
+What happens to a job when something is wrong:
+- a photo not uploaded (yet): 409 `upload_incomplete` naming it; the job waits, the person
+  uploads it and calls complete again;
+- a bad photo (its documented 4xx from `shared.photos`), or the photos together over the per-job
+  cap: the job's objects and then its row are removed, as the multipart path leaves nothing
+  behind; the person starts again with `POST /uploads`. A retried complete then answers 404;
+- past the upload window (`upload_expires_at` plus `UPLOAD_GRACE`): the job is failed and its
+  objects removed, by complete (409 `upload_expired`) or by the sweep (`shared.upload_expiry`).
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from shared.auth import Caller, check_claimed_user
+from shared.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
+from shared.jobs import JobStore, owned_job
+from shared.models import (
+    PROGRESS_UPLOADED,
+    CamelModel,
+    Job,
+    JobStatus,
+    validate_furrsona_name,
+)
+from shared.photo_store import ObjectMissing, PhotoStore
+from shared.photos import (
+    ACCEPTED_UPLOAD_CONTENT_TYPES,
+    PHOTO_CONTENT_TYPE,
+    PhotoLimits,
+    PhotoRejected,
+    check_photo_size,
+    photo_label,
+)
+from shared.settings import Settings
+from shared.upload import (
+    PhotoChecker,
+    check_photo_count,
+    final_photo_path,
+    parse_customization,
+    photo_limits,
+    refused,
+    remove_quietly,
+)
+from shared.upload_expiry import (
+    UPLOAD_EXPIRED_MESSAGE,
+    expire_job,
+    job_objects,
+    upload_window_closed,
+)
+
+logger = Logger(child=True)
+
+# The bucket takes only photo MIME types; a browser often declares none (HEIC on Windows) or a
+# wrong one, so the PUT is told to send this instead. The content decides at complete anyway.
+FALLBACK_UPLOAD_CONTENT_TYPE = "image/jpeg"
+
+
+class DeclaredPhoto(BaseModel):
+    """One photo the browser is about to upload, as it describes it (not trusted)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    filename: str = Field("", max_length=1024)
+    content_type: str | None = Field(None, max_length=255)
+    size: int = Field(strict=True, ge=0)
+
+
+class UploadTarget(CamelModel):
+    """Where and how to send one photo: `PUT url` with `Content-Type: contentType` (or
+    supabase-js `uploadToSignedUrl(path, token, file)`), before `expiresAt`."""
+
+    photo: int  # 1-based, in the order declared
+    path: str  # the object path in the bucket
+    url: str
+    method: str = "PUT"
+    token: str
+    content_type: str
+    expires_at: datetime
+
+
+class SignedUploadResponse(CamelModel):
+    job_id: UUID
+    status: JobStatus
+    progress: int
+    expires_at: datetime
+    uploads: list[UploadTarget]
+
+
+def raw_photo_path(user_id: UUID, job_id: UUID, index: int) -> str:
+    return f"{user_id}/{job_id}/upload/{index:02d}"
+
+
+def create_signed_upload(
+    *,
+    caller: Caller,
+    body: dict[str, Any],
+    settings: Settings,
+    jobs: JobStore,
+    photos: PhotoStore,
+) -> SignedUploadResponse:
+    check_claimed_user(caller, body.get("userId"))
+    name = validate_furrsona_name(body.get("fursonaName"))
+    customization = parse_customization(body.get("customizationData"))
+    declared = parse_declared_photos(body.get("photos"), settings)
+
+    job_id = uuid.uuid4()
+    paths = [raw_photo_path(caller.user_id, job_id, i) for i in range(1, len(declared) + 1)]
+    # Signing creates nothing in the bucket, so it goes first: a failed insert leaves no trace.
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        signed = list(pool.map(photos.signed_upload, paths))
+    now = datetime.now(UTC)
+    expires_at = min(
+        [now + timedelta(seconds=settings.upload_window_seconds)]
+        + [s.expires_at for s in signed if s.expires_at is not None]
+    )
+    job = jobs.insert(
+        {
+            "id": job_id,
+            "user_id": caller.user_id,
+            "furrsona_name": name,
+            "status": JobStatus.UPLOADING,
+            "progress": 0,
+            # While uploading, the raw objects; `complete` replaces them with the NN.jpg paths.
+            "photo_urls": paths,
+            "customization_data": customization,
+            "created_at": now,
+            "upload_expires_at": expires_at,
+        }
+    )
+    uploads = [
+        UploadTarget(
+            photo=index,
+            path=target.path,
+            url=target.url,
+            token=target.token,
+            content_type=_upload_content_type(photo.content_type),
+            expires_at=expires_at,
+        )
+        for index, (photo, target) in enumerate(zip(declared, signed, strict=True), start=1)
+    ]
+    return SignedUploadResponse(
+        job_id=job.id,
+        status=job.status,
+        progress=job.progress,
+        expires_at=expires_at,
+        uploads=uploads,
+    )
+
+
+def parse_declared_photos(raw: object, settings: Settings) -> list[DeclaredPhoto]:
+    if raw is None:
+        raise BadRequest(
+            "photos is required: one {filename, contentType, size} per photo you will upload.",
+            code="missing_field",
+        )
+    if not isinstance(raw, list):
+        raise Unprocessable(
+            "photos must be a list of {filename, contentType, size}.", code="invalid_field"
+        )
+    check_photo_count(len(raw), settings)
+    declared: list[DeclaredPhoto] = []
+    for position, item in enumerate(raw):
+        try:
+            declared.append(DeclaredPhoto.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "".join(f".{p}" for p in first["loc"])
+            raise Unprocessable(
+                f"photos[{position}]{where}: {first['msg']}.", code="invalid_field"
+            ) from None
+    limits = photo_limits(settings)
+    for index, photo in enumerate(declared, start=1):
+        _check_size(photo.size, limits, photo_label(index, photo.filename))
+    _check_total(sum(p.size for p in declared), len(declared), settings)
+    return declared
+
+
+def complete_signed_upload(
+    *,
+    caller: Caller,
+    job_id: UUID,
+    settings: Settings,
+    jobs: JobStore,
+    photos: PhotoStore,
+) -> Job:
+    job = owned_job(jobs, job_id, caller.user_id)
+    if job.status is JobStatus.FAILED:
+        raise _job_failed(job, settings)
+    if job.status is not JobStatus.UPLOADING:
+        return job  # completed before: the same answer again
+    if upload_window_closed(job, settings, datetime.now(UTC)):
+        expire_job(job, jobs, photos)
+        raise Conflict(UPLOAD_EXPIRED_MESSAGE, code="upload_expired")
+
+    raw_paths = list(job.photo_urls)
+    stored = photos.sizes(f"{job.user_id}/{job.id}/upload")
+    missing = [index for index, path in enumerate(raw_paths, start=1) if path not in stored]
+    if missing:
+        raise _not_uploaded(missing)
+    checker = PhotoChecker(settings)
+    try:
+        # Sizes first, from the listing: an oversize photo is refused without downloading it.
+        for index, path in enumerate(raw_paths, start=1):
+            _check_size(stored[path], checker.limits, photo_label(index))
+        _check_total(sum(stored[p] for p in raw_paths), len(raw_paths), settings)
+    except AppError:
+        discard_job(job, jobs, photos)
+        raise
+
+    finals: list[str] = []
+    for index, raw_path in enumerate(raw_paths, start=1):
+        try:
+            finals.append(_store_normalised(job, index, raw_path, checker, jobs, photos))
+        except ObjectMissing:
+            # Removed since the listing: by a complete that finished first, or by the person.
+            current = _as_it_stands(job, jobs, photos, settings, finals)
+            if current is not None:
+                return current
+            raise _not_uploaded([index]) from None
+        # httpx keeps each response, body included, in a reference cycle: without a collection
+        # every downloaded photo would stay in memory until the collector happened to run.
+        gc.collect()
+
+    moved = jobs.update(
+        job.id,
+        {"status": JobStatus.PENDING, "progress": PROGRESS_UPLOADED, "photo_urls": finals},
+        expect_status=JobStatus.UPLOADING,
+    )
+    if moved is None:
+        current = _as_it_stands(job, jobs, photos, settings, finals)
+        if current is None:  # still uploading after a refused move: not expected, say so
+            raise Conflict(
+                "The job changed while we were completing it; call complete again.",
+                code="job_state_changed",
+            )
+        return current
+    # After the move: if this fails, a retry still finds the job pending, and the leftovers are
+    # under the job's folder, where the photo clean-up looks.
+    remove_quietly(photos, raw_paths)
+    return moved
+
+
+def discard_job(job: Job, jobs: JobStore, photos: PhotoStore) -> None:
+    """A refused upload leaves nothing behind: the job's objects, then its row."""
+    try:
+        photos.remove(job_objects(job, photos))
+    except Exception:
+        # Keep the row (failed), so the photo clean-up can still find the objects.
+        logger.exception(
+            "could not remove a refused upload's photos", extra={"job_id": str(job.id)}
+        )
+        try:
+            jobs.update(
+                job.id,
+                {"status": JobStatus.FAILED, "error_message": "The photos were refused."},
+                expect_status=JobStatus.UPLOADING,
+            )
+        except Exception:
+            logger.exception("could not fail a refused upload", extra={"job_id": str(job.id)})
+        return
+    try:
+        jobs.delete(job.id)
+    except Exception:
+        # Still `uploading`: the sweep fails it once its window closes.
+        logger.exception("could not delete a refused upload's job", extra={"job_id": str(job.id)})
+
+
+def _store_normalised(
+    job: Job, index: int, raw_path: str, checker: PhotoChecker, jobs: JobStore, photos: PhotoStore
+) -> str:
+    """Download one raw upload, check and normalise it, store it as `NN.jpg`; a refused photo
+    discards the job. The photo's bytes live only in this call."""
+    data = photos.get(raw_path)
+    try:
+        jpeg = checker.normalise(index, None, data)
+    except AppError:
+        discard_job(job, jobs, photos)
+        raise
+    del data  # before the upload of the result
+    final = final_photo_path(job.user_id, job.id, index)
+    photos.put(final, jpeg, PHOTO_CONTENT_TYPE)
+    return final
+
+
+def _as_it_stands(
+    job: Job, jobs: JobStore, photos: PhotoStore, settings: Settings, stored: list[str]
+) -> Job | None:
+    """After our complete was overtaken: the job if another complete finished it; an error if
+    it failed or is gone (the photos we stored are then removed); None if still uploading."""
+    current = jobs.get(job.id)
+    if current is not None and current.status is JobStatus.UPLOADING:
+        return None
+    if current is not None and current.status is not JobStatus.FAILED:
+        return current
+    remove_quietly(photos, stored)
+    if current is None:
+        raise NotFound("No training job with this id belongs to you.", code="job_not_found")
+    raise _job_failed(current, settings)
+
+
+def _job_failed(job: Job, settings: Settings) -> Conflict:
+    expired = upload_window_closed(job, settings, datetime.now(UTC))
+    return Conflict(
+        job.error_message or "This upload has failed; start a new one with POST /uploads.",
+        code="upload_expired" if expired else "upload_failed",
+    )
+
+
+def _not_uploaded(indexes: list[int]) -> Conflict:
+    names = [f"photo {i}" for i in indexes]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    verb = "has" if len(names) == 1 else "have"
+    return Conflict(
+        f"{listed[0].upper()}{listed[1:]} {verb} not been uploaded yet; PUT each photo to its "
+        "signed URL, then call complete again.",
+        code="upload_incomplete",
+    )
+
+
+def _check_size(size: int, limits: PhotoLimits, label: str) -> None:
+    try:
+        check_photo_size(size, limits, label=label)
+    except PhotoRejected as exc:
+        raise refused(exc) from None
+
+
+def _check_total(total: int, count: int, settings: Settings) -> None:
+    if total > settings.photos_max_total_bytes:
+        cap = settings.photos_max_total_bytes / (1024 * 1024)
+        raise PayloadTooLarge(
+            f"Your {count} photos are {total / (1024 * 1024):.1f} MB together; one job can take "
+            f"at most {cap:.0f} MB. Export some at a smaller size and upload them again.",
+            code="photos_too_large",
+        )
+
+
+def _upload_content_type(declared: str | None) -> str:
+    base = (declared or "").split(";", 1)[0].strip().lower()
+    return base if base in ACCEPTED_UPLOAD_CONTENT_TYPES else FALLBACK_UPLOAD_CONTENT_TYPE

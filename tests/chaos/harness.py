@@ -1,0 +1,572 @@
+"""The chaos run (issue 5): many jobs through the whole flow while a share of every upstream call
+fails, the start function dies at random between its steps, and starts arrive in concurrent
+duplicates. Afterwards the guarantees are checked from the outside: every job final and in the
+state its training says, one training per started job, no row lost, progress never lower.
+
+The components are the real ones (`PostgrestJobStore`, `SupabasePhotoStore`, `ReplicateTrainer`)
+against a local stack (gateway + Storage emulator + PostgREST + Postgres, Replicate emulator).
+Crashes come from proxies around them: `Crash` is raised before a call (it never happens) or
+after it (it happened; nobody learnt the answer), and as a BaseException no handler swallows it.
+A person retries as people do (upload again, press start again, poll), and sweeps run as the
+schedule would. Webhooks from the emulator reach the real status handler over HTTP.
+
+Used by tests/chaos (small, inside `make test`) and bench/chaos.py (bigger).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import psycopg
+
+from devstack.gateway import Fault, FaultInjector
+from devstack.replicate_emulator import RANDOM_FAULT_KINDS, ReplicateEmulator
+from devstack.sample_photos import make_photo
+from devstack.schema import create_user
+from devstack.stack import LocalStack
+from shared.auth import Caller
+from shared.errors import AppError
+from shared.jobs import PostgrestJobStore
+from shared.models import ALLOWED_MOVES, JobStatus
+from shared.photo_store import SupabasePhotoStore
+from shared.retry import Deadline
+from shared.settings import Settings, settings_from_env
+from shared.status import get_status
+from shared.sweep import sweep_all
+from shared.trainer import ReplicateTrainer, build_replicate_client
+from shared.training import StartDeps, start_training
+from shared.upload import create_job_with_photos, normalise_all
+
+CHAOS_ERROR = "CUDA out of memory (injected by the chaos run)"
+CREATE_ROUTE = "/v1/models/{owner}/{name}/versions/{version}/trainings"
+
+
+@dataclass
+class ChaosOptions:
+    jobs: int = 50
+    users: int = 5
+    duplicates: int = 3  # concurrent start requests per job in the first wave
+    fault_rate: float = 0.25  # share of Replicate and Supabase calls faulted
+    crash_rate: float = 0.5  # share of start invocations that die (at a random step boundary)
+    max_crashes_per_job: int = 2  # keeps the run short: each crash waits out a claim timeout
+    failing_trainings: int = 5  # trainings the emulator fails on purpose
+    webhook_faults: int = 6  # webhooks lost, and as many duplicated and reordered
+    claim_timeout_seconds: float = 2.0
+    invocation_seconds: float = 2.0  # each start, status call or sweep: its deadline
+    request_timeout_seconds: float = 0.5  # our clients' timeouts
+    hold_seconds: float = 0.7  # a slow or timed-out answer: the server acts after this long
+    tick_seconds: float = 0.3
+    give_up_seconds: float = 90.0
+    workers: int = 32
+    seed: int = 5
+
+    def env(self) -> dict[str, str]:
+        """What the functions run with (the stack's `extra_env`), so webhooks agree with us."""
+        return {
+            "CLAIM_TIMEOUT_SECONDS": str(self.claim_timeout_seconds),
+            "STATUS_REFRESH_SECONDS": "0.5",
+            "SWEEP_CONCURRENCY": "16",
+        }
+
+
+@dataclass
+class ChaosReport:
+    jobs: int = 0
+    upload_attempts: int = 0
+    start_requests: int = 0
+    duplicate_requests: int = 0
+    status_requests: int = 0
+    sweeps: int = 0
+    crashes: int = 0
+    crash_points: dict[str, int] = field(default_factory=dict)
+    replicate_calls: int = 0
+    replicate_faults: int = 0
+    supabase_calls: int = 0
+    supabase_faults: int = 0
+    webhooks_sent: int = 0
+    jobs_started: int = 0
+    trainings_created: int = 0
+    duplicates: int = 0  # trainings beyond one per job, or belonging to no job
+    lost: int = 0  # rows that vanished, ever
+    completed: int = 0
+    failed: int = 0
+    wrong_final_state: int = 0
+    progress_regressions: int = 0
+    observations: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def upstream_calls(self) -> int:
+        return self.replicate_calls + self.supabase_calls
+
+    @property
+    def faults_injected(self) -> int:
+        return self.replicate_faults + self.supabase_faults
+
+    @property
+    def fault_share(self) -> float:
+        return self.faults_injected / max(1, self.upstream_calls)
+
+    def figures(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("problems", "crash_points")}
+        out.update(
+            upstream_calls=self.upstream_calls,
+            faults_injected=self.faults_injected,
+            fault_share=round(self.fault_share, 3),
+            seconds=round(self.seconds, 1),
+            problems=len(self.problems),
+        )
+        return out
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+class RandomFaults(FaultInjector):
+    """The gateway's fault hook, firing on a share of all requests instead of on given paths."""
+
+    def __init__(self, rate: float, seed: int, hold_seconds: float):
+        super().__init__()
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.fired = 0
+        self.menu: list[tuple[str, dict[str, Any]]] = [
+            ("status", {"status": 503}),
+            ("status", {"status": 500}),
+            ("status", {"status": 429, "headers": {"Retry-After": "0.2"}}),
+            ("drop", {"when": "before"}),
+            ("drop", {"when": "after"}),  # carried out, answer lost
+            ("slow", {"seconds": 0.2}),  # slow but in time
+            ("slow", {"seconds": hold_seconds}),  # past our timeout, then carried out
+        ]
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            if self.rng.random() >= self.rate:
+                return None
+            kind, params = self.rng.choice(self.menu)
+            self.fired += 1
+        return Fault(method, re.compile(""), kind, None, params)
+
+
+# --- crashes ------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """The function died here (killed, out of memory, timed out): nothing after this runs."""
+
+
+class CrashPlan:
+    """Which start invocations die, and where: a share `rate` of them, each at one step boundary
+    drawn uniformly from those of a whole start, so every window between two steps is hit (an
+    invocation with fewer steps, e.g. a repeat answered from the row, may outlive its draw)."""
+
+    # Before and after: get, claim, 3 photo reads, upload, save URL, destination, renew, create,
+    # record. The photo reads run in parallel: their boundaries fall in any order. Dying around
+    # the first read changes nothing, and every repeat passes there: those two are not drawn.
+    FIRST, BOUNDARIES = 2, 22
+
+    def __init__(self, rate: float, per_job: int, seed: int):
+        self.rate, self.per_job = rate, per_job
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.per_job_count: Counter[uuid.UUID] = Counter()
+        self.points: Counter[str] = Counter()
+
+    def invocation(self, job_id: uuid.UUID) -> Invocation:
+        with self.lock:
+            dies = self.per_job_count[job_id] < self.per_job and self.rng.random() < self.rate
+            target = self.rng.randrange(self.FIRST, self.BOUNDARIES) if dies else None
+        return Invocation(self, job_id, target)
+
+    def died(self, job_id: uuid.UUID, point: str) -> None:
+        with self.lock:
+            self.per_job_count[job_id] += 1
+            self.points[point] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_job_count.values())
+
+
+class Invocation:
+    def __init__(self, plan: CrashPlan, job_id: uuid.UUID, target: int | None):
+        self.plan, self.job_id, self.target = plan, job_id, target
+        self.passed = 0
+        self.lock = threading.Lock()  # the photos are read from several threads
+
+    def cross(self, point: str) -> None:
+        with self.lock:
+            here = self.passed
+            self.passed += 1
+        if here == self.target:
+            self.plan.died(self.job_id, point)
+            raise Crash(point)
+
+
+def crash_prone(target: Any, invocation: Invocation) -> Any:
+    """`target` for one invocation: every call is a step boundary before and after."""
+
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(target, name)
+            if not callable(attr):
+                return attr
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                invocation.cross(f"before {name}")
+                result = attr(*args, **kwargs)
+                invocation.cross(f"after {name}")
+                return result
+
+            return call
+
+    return Proxy()
+
+
+# --- the components, built against the stack ---------------------------------------------------
+
+
+class Components:
+    def __init__(self, stack: LocalStack, options: ChaosOptions):
+        from postgrest import SyncPostgrestClient
+        from storage3 import SyncStorageClient
+
+        self.settings: Settings = settings_from_env(stack.function_env())
+        key = stack.service_role_key
+        headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        timeout = httpx.Timeout(options.request_timeout_seconds)
+
+        def http() -> httpx.Client:
+            return httpx.Client(
+                headers=headers,
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+
+        self.rest = SyncPostgrestClient(
+            f"{stack.supabase_url}/rest/v1", headers=headers, http_client=http()
+        )
+        self.storage = SyncStorageClient(
+            f"{stack.supabase_url}/storage/v1/", headers=headers, http_client=http()
+        )
+        self.replicate = build_replicate_client(self.settings, timeout)
+        self.options = options
+
+    def deps(self, invocation: Invocation | None = None) -> StartDeps:
+        """One invocation's view: its own deadline, and crash-prone when `invocation` is given."""
+        deadline = Deadline(self.options.invocation_seconds)
+        jobs: Any = PostgrestJobStore(self.rest, deadline)
+        photos: Any = SupabasePhotoStore(
+            self.storage, self.settings.training_photos_bucket, deadline
+        )
+        trainer: Any = ReplicateTrainer(self.replicate, self.settings, deadline)
+        if invocation is not None:
+            jobs, photos, trainer = (crash_prone(c, invocation) for c in (jobs, photos, trainer))
+        return StartDeps(settings=self.settings, jobs=jobs, photos=photos, trainer=trainer)
+
+
+# --- watching the rows --------------------------------------------------------------------------
+
+
+class Observer(threading.Thread):
+    """Reads every known job straight from Postgres, again and again, in one thread: the
+    history of each row, in the order the database had it."""
+
+    def __init__(self, dsn: str, interval: float = 0.05):
+        super().__init__(name="chaos-observer", daemon=True)
+        self.dsn, self.interval = dsn, interval
+        self.ids: list[uuid.UUID] = []
+        self.history: dict[uuid.UUID, list[tuple[str, int, str | None]]] = defaultdict(list)
+        self.vanished: set[uuid.UUID] = set()
+        self.snapshots = 0
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+
+    def watch(self, job_id: uuid.UUID) -> None:
+        with self._lock:
+            self.ids.append(job_id)
+
+    def latest(self) -> dict[uuid.UUID, tuple[str, int, str | None]]:
+        with self._lock:
+            return {i: h[-1] for i, h in self.history.items() if h}
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as db:
+            while not self._halt.wait(self.interval):
+                self._snapshot(db)
+            self._snapshot(db)
+
+    def _snapshot(self, db: psycopg.Connection) -> None:
+        with self._lock:
+            ids = list(self.ids)
+        rows = db.execute(
+            "select id, status, progress, replicate_training_id from ai_training_jobs"
+            " where id = any(%s)",
+            (ids,),
+        ).fetchall()
+        with self._lock:
+            found = set()
+            for job_id, status, progress, training_id in rows:
+                found.add(job_id)
+                self.history[job_id].append((status, progress, training_id))
+            self.vanished |= set(ids) - found
+            self.snapshots += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
+    emulator, gateway = stack.replicate, stack.gateway
+    assert emulator is not None and gateway is not None and stack.pg is not None
+    began = time.monotonic()
+    report = ChaosReport()
+    parts = Components(stack, options)
+    crashes = CrashPlan(options.crash_rate, options.max_crashes_per_job, options.seed)
+    emulator.reset()
+    gateway.counters.reset()
+    saved_faults = gateway.rest_faults, gateway.storage_faults
+    rest_faults = RandomFaults(options.fault_rate, options.seed + 1, options.hold_seconds)
+    storage_faults = RandomFaults(options.fault_rate, options.seed + 2, options.hold_seconds)
+    gateway.rest_faults, gateway.storage_faults = rest_faults, storage_faults
+    emulator.faults.probability(
+        options.fault_rate,
+        RANDOM_FAULT_KINDS,
+        options.seed + 3,
+        seconds=options.hold_seconds,
+        retry_after=0.2,
+    )
+    emulator.next_training_outcome("failed", CHAOS_ERROR, times=options.failing_trainings)
+    for kind in ("lose", "duplicate", "reorder"):
+        emulator.webhook_faults.add(kind, times=options.webhook_faults)
+    observer = Observer(stack.pg.dsn())
+    observer.start()
+    try:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            owners = _upload(parts, stack.pg.dsn(), options, pool, observer, report)
+            _first_wave(parts, crashes, options, pool, owners, report)
+            _until_final(parts, crashes, options, pool, owners, observer, report)
+    finally:
+        observer.stop()
+        emulator.faults.clear()
+        emulator.webhook_faults.clear()
+        gateway.rest_faults, gateway.storage_faults = saved_faults
+    emulator.wait_for_webhooks(10.0)
+    report.crashes = crashes.total
+    report.crash_points = dict(crashes.points)
+    report.replicate_calls = sum(emulator.calls.values())
+    report.replicate_faults = sum(emulator.faults.fired.values())
+    report.supabase_calls = gateway.counters.count(prefix="/rest/") + gateway.counters.count(
+        prefix="/storage/"
+    )
+    report.supabase_faults = rest_faults.fired + storage_faults.fired
+    report.webhooks_sent = len(emulator.webhook_deliveries)
+    _verify(emulator, stack.pg.dsn(), owners, observer, report)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _upload(
+    parts: Components,
+    dsn: str,
+    options: ChaosOptions,
+    pool: ThreadPoolExecutor,
+    observer: Observer,
+    report: ChaosReport,
+) -> dict[uuid.UUID, uuid.UUID]:
+    """`options.jobs` jobs, each uploaded until it succeeds (people retry a failed upload)."""
+    users = [uuid.UUID(create_user(dsn)) for _ in range(options.users)]
+    photos = [(f"p{i}.jpg", make_photo(640, 640, seed=i)) for i in range(3)]
+    jpegs = normalise_all(photos, parts.settings)
+    attempts = Counter[int]()
+
+    def upload(n: int) -> tuple[uuid.UUID, uuid.UUID]:
+        caller = Caller(user_id=users[n % len(users)], claims={})
+        while True:
+            attempts[n] += 1
+            deps = parts.deps()
+            try:
+                job = create_job_with_photos(
+                    caller=caller,
+                    name=f"Chaos {n}",
+                    customization={},
+                    jpegs=jpegs,
+                    jobs=deps.jobs,
+                    photos=deps.photos,
+                )
+            except AppError:
+                continue
+            observer.watch(job.id)
+            return job.id, caller.user_id
+
+    owners = dict(pool.map(upload, range(options.jobs)))
+    report.jobs = len(owners)
+    report.upload_attempts = sum(attempts.values())
+    return owners
+
+
+def _start(parts: Components, crashes: CrashPlan, job_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    # The person sees an error (or nothing) and presses start again later.
+    with contextlib.suppress(Crash, AppError):
+        start_training(user_id, job_id, parts.deps(crashes.invocation(job_id)))
+
+
+def _first_wave(
+    parts: Components,
+    crashes: CrashPlan,
+    options: ChaosOptions,
+    pool: ThreadPoolExecutor,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    """Every job's start pressed `duplicates` times at once (double clicks, several tabs)."""
+    futures = [
+        pool.submit(_start, parts, crashes, job_id, user_id)
+        for job_id, user_id in owners.items()
+        for _ in range(options.duplicates)
+    ]
+    wait(futures)
+    report.start_requests += len(futures)
+    report.duplicate_requests += len(futures) - len(owners)
+
+
+def _until_final(
+    parts: Components,
+    crashes: CrashPlan,
+    options: ChaosOptions,
+    pool: ThreadPoolExecutor,
+    owners: dict[uuid.UUID, uuid.UUID],
+    observer: Observer,
+    report: ChaosReport,
+) -> None:
+    """People press start again or poll; the schedule sweeps; until every job is final."""
+    final = {JobStatus.COMPLETED.value, JobStatus.FAILED.value}
+    give_up = time.monotonic() + options.give_up_seconds
+
+    def poll(job_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        with contextlib.suppress(AppError):
+            get_status(user_id, job_id, parts.deps())
+
+    def scheduled_sweep() -> None:
+        deadline = Deadline(options.invocation_seconds)
+        sweep_all(parts.deps(), deadline)
+
+    pressed: dict[uuid.UUID, float] = {}
+    while (now := time.monotonic()) < give_up:
+        rows = observer.latest()
+        active = {j: rows.get(j) for j in owners if rows.get(j, ("",))[0] not in final}
+        if not active:
+            return
+        tasks: list[Callable[[], None]] = [scheduled_sweep]
+        for job_id, row in active.items():
+            user_id = owners[job_id]
+            if row is None or row[0] == "pending" or row[2] is None:
+                # Not visibly started: press start again, twice at once. A claimed job is only
+                # worth another press once its claim may have timed out.
+                claimed = row is not None and row[0] == "training"
+                if claimed and now - pressed.get(job_id, 0.0) < options.claim_timeout_seconds:
+                    continue
+                pressed[job_id] = now
+                tasks += [partial(_start, parts, crashes, job_id, user_id)] * 2
+                report.start_requests += 2
+                report.duplicate_requests += 1
+            else:
+                tasks.append(partial(poll, job_id, user_id))
+                report.status_requests += 1
+        wait([pool.submit(task) for task in tasks])
+        report.sweeps += 1
+        time.sleep(options.tick_seconds)
+    report.problems.append(f"not every job was final after {options.give_up_seconds:g} s")
+
+
+def _trainings_by_job(emulator: ReplicateEmulator) -> dict[str | None, list[dict[str, Any]]]:
+    """Every training on the emulator, grouped by the job named in its webhook URL."""
+    state = emulator.state
+    with state.lock:
+        owners = {
+            r.id: parse_qs(urlsplit(r.webhook or "").query).get("jobId", [None])[0]
+            for r in state.trainings.values()
+        }
+    grouped: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for training_id, job_id in owners.items():
+        grouped[job_id].append(emulator.training(training_id))
+    return grouped
+
+
+def _verify(
+    emulator: ReplicateEmulator,
+    dsn: str,
+    owners: dict[uuid.UUID, uuid.UUID],
+    observer: Observer,
+    report: ChaosReport,
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as db:
+        rows = {
+            r[0]: r
+            for r in db.execute(
+                "select id, status, progress, replicate_training_id, replicate_model_version,"
+                " error_message from ai_training_jobs where id = any(%s)",
+                (list(owners),),
+            ).fetchall()
+        }
+    problems = report.problems
+    report.lost = len(observer.vanished | (set(owners) - set(rows)))
+    if report.lost:
+        problems.append(f"{report.lost} rows vanished")
+    trainings = _trainings_by_job(emulator)
+    report.trainings_created = sum(len(t) for t in trainings.values())
+    report.duplicates = len(trainings.get(None, [])) + sum(
+        len(t) - 1 for job, t in trainings.items() if job is not None and len(t) > 1
+    )
+    if report.duplicates:
+        problems.append(f"{report.duplicates} trainings beyond one per job")
+    for job_id, (_, status, progress, training_id, version, error) in rows.items():
+        report.jobs_started += training_id is not None
+        report.completed += status == "completed"
+        report.failed += status == "failed"
+        own = trainings.get(str(job_id), [])
+        if training_id is None or [t["id"] for t in own] != [training_id]:
+            problems.append(f"job {job_id}: training {training_id}, Replicate has {len(own)}")
+            report.wrong_final_state += 1
+            continue
+        training = own[0]
+        if training["status"] == "succeeded":
+            right = (status, progress, version) == (
+                "completed",
+                100,
+                training["output"]["version"],
+            )
+        else:
+            right = status == "failed" and CHAOS_ERROR in (error or "")
+        if not right:
+            report.wrong_final_state += 1
+            problems.append(f"job {job_id}: {status} {progress} {error!r} for {training['status']}")
+    if report.jobs_started != report.trainings_created:
+        problems.append(f"{report.jobs_started} jobs started, {report.trainings_created} trainings")
+    for job_id, history in observer.history.items():
+        report.observations += len(history)
+        for (s1, p1, _), (s2, p2, _) in itertools.pairwise(history):
+            moved = s1 != s2 and (JobStatus(s1), JobStatus(s2)) not in ALLOWED_MOVES
+            if p2 < p1 or moved:
+                report.progress_regressions += 1
+                problems.append(f"job {job_id}: {s1} {p1} -> {s2} {p2}")

@@ -1,0 +1,118 @@
+"""The whole local stack for tests over HTTP (tests/e2e, tests/security): one per session, on the
+session's Postgres. Registered for the whole suite by `pytest_plugins` in tests/conftest.py, so both
+directories share one stack; nothing here is autouse (unit tests never start it)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.function_urls import FunctionUrls
+from devstack.postgres import LocalPostgres
+from devstack.postgrest import LocalPostgrest
+from devstack.replicate_emulator import ReplicateEmulator
+from devstack.sample_photos import make_photo
+from devstack.schema import create_user
+from devstack.stack import LocalStack, StackOptions
+from devstack.tokens import user_access_token
+
+
+@pytest.fixture(scope="session")
+def stack(
+    pg: LocalPostgres,
+    rest: LocalPostgrest,
+    jwt_secret: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalStack]:
+    # No timer: tests fire the schedule themselves so every sweep is deliberate.
+    options = StackOptions(
+        data_dir=tmp_path_factory.mktemp("stack"),
+        schedule_seconds=None,
+        boot_seconds=0.2,
+        train_seconds=1.5,
+    )
+    local = LocalStack(options).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def emulator(stack: LocalStack) -> ReplicateEmulator:
+    assert stack.replicate is not None
+    return stack.replicate
+
+
+@pytest.fixture
+def functions(stack: LocalStack) -> FunctionUrls:
+    assert stack.functions is not None
+    return stack.functions
+
+
+@pytest.fixture
+def clean_faults(stack: LocalStack) -> Iterator[None]:
+    """After the test: no injected faults, webhooks delivered again (autouse in e2e and security)."""
+    yield
+    assert stack.replicate is not None and stack.gateway is not None
+    stack.replicate.faults.clear()
+    stack.replicate.webhooks_enabled = True
+    stack.gateway.storage_faults.clear()
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_user(stack: LocalStack) -> Callable[[], User]:
+    def make() -> User:
+        assert stack.pg is not None
+        user_id = create_user(stack.pg.dsn(), f"{uuid.uuid4().hex[:8]}@flurrty.test")
+        return User(user_id, user_access_token(stack.jwt_secret, stack.supabase_url, user_id))
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[[], User]) -> User:
+    return make_user()
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=60.0) as client:
+        yield client
+
+
+_photo_seed = iter(range(10_000, 1_000_000))
+
+
+def photo_files(count: int = 3, size: int = 640) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """Distinct sample photos as multipart file fields."""
+    return [
+        ("photos", (f"photo{i}.jpg", make_photo(size, size, seed=next(_photo_seed)), "image/jpeg"))
+        for i in range(count)
+    ]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
