@@ -248,8 +248,10 @@ def complete_signed_upload(
                 return current
             raise _not_uploaded([index]) from None
         # httpx keeps each response, body included, in a reference cycle: without a collection
-        # every downloaded photo would stay in memory until the collector happened to run.
-        gc.collect()
+        # every downloaded photo would stay in memory until the collector happened to run
+        # (bench.photos_memory: 159 MB instead of 106 for six 12 MB photos). The response is
+        # young garbage, so the cheap young-generation pass frees it.
+        gc.collect(1)
 
     moved = jobs.update(
         job.id,

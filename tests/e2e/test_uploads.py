@@ -22,6 +22,7 @@ from devstack.function_urls import FunctionUrls
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_large_photo, make_photo
 from devstack.stack import LocalStack
+from shared import clients
 from supabase import Client
 from tests.corpus.upload_paths import (
     FIELDS,
@@ -256,3 +257,19 @@ def test_the_sweep_fails_uploads_left_past_their_window(
     response = complete_signed(stack, http, waiting, waiting_job["jobId"])
     assert response.status_code == 415 and response.json()["error"]["code"] == "not_an_image"
     assert nothing_left(sb, waiting.id)
+
+
+def test_a_late_put_through_a_still_valid_url_stays_findable(
+    stack: LocalStack, http: httpx.Client, user: User
+) -> None:
+    """Storage cannot revoke an upload token: a PUT after complete lands under `upload/`. The
+    job's listing (what every clean-up removes) descends into sub-folders, so it is found."""
+    data = small_photos(seed=560)
+    job = created_job(stack, http, user, data)
+    put_all(http, job, data)
+    assert complete_signed(stack, http, user, job["jobId"]).status_code == 200
+    assert put_photo(http, job["uploads"][0], data[0]).status_code == 200
+
+    folder = f"{user.id}/{job['jobId']}"
+    expected = [f"{folder}/0{i}.jpg" for i in (1, 2, 3)] + [f"{folder}/upload/01"]
+    assert clients.photo_store().list_names(folder) == expected

@@ -28,6 +28,7 @@ from tests.security.attacks import (
     each,
     error_of,
     insert_job,
+    refusals,
 )
 from tests.stack_fixtures import User, photo_files
 
@@ -184,9 +185,9 @@ def test_a_job_id_that_is_not_a_uuid_is_400_on_every_route_and_touches_nothing(
 ):
     job_id = raw.format(victim=victim)
     with untouched(user, victim_user):
-        refusals = {r.name: error_of(r.call(http, stack, user.headers, job_id)) for r in JOB_ROUTES}
+        answers = refusals(http, stack, JOB_ROUTES, user.headers, job_id)
     # Refused by the parser, before any query: a jobId is a UUID or nothing.
-    assert refusals == {
+    assert answers == {
         r.name: (400, "invalid_field" if r.job_in == "body" else "invalid_job_id")
         for r in JOB_ROUTES
     }

@@ -25,6 +25,7 @@ from tests.security.attacks import (
     hmac_token,
     insert_job,
     jwks,
+    refusals,
     unsigned_token,
     user_claims,
 )
@@ -91,17 +92,10 @@ def planted(stack: LocalStack, db: psycopg.Connection, user: User) -> str:
     return insert_job(db, user.id)
 
 
-def _refusals(
-    http: httpx.Client, stack: LocalStack, headers: dict[str, str], job_id: str
-) -> dict[str, tuple[int, str]]:
-    """(status, code) per route for one set of headers."""
-    return {route.name: error_of(route.call(http, stack, headers, job_id)) for route in ROUTES}
-
-
 def test_no_token_is_401_on_every_route(stack: LocalStack, http: httpx.Client, planted: str):
-    refusals = _refusals(http, stack, {}, planted)
-    assert refusals == dict.fromkeys(refusals, (401, "missing_token"))
-    assert set(refusals) == {route.name for route in ROUTES}
+    answers = refusals(http, stack, ROUTES, {}, planted)
+    assert answers == dict.fromkeys(answers, (401, "missing_token"))
+    assert set(answers) == {route.name for route in ROUTES}
 
 
 @pytest.mark.parametrize(
@@ -116,8 +110,8 @@ def test_no_token_is_401_on_every_route(stack: LocalStack, http: httpx.Client, p
 def test_a_malformed_authorization_header_is_401_on_every_route(
     stack: LocalStack, http: httpx.Client, planted: str, header: str, code: str
 ):
-    refusals = _refusals(http, stack, {"Authorization": header}, planted)
-    assert refusals == dict.fromkeys(refusals, (401, code))
+    answers = refusals(http, stack, ROUTES, {"Authorization": header}, planted)
+    assert answers == dict.fromkeys(answers, (401, code))
 
 
 @pytest.mark.parametrize("forgery", list(BAD_TOKENS))
@@ -131,8 +125,8 @@ def test_a_bad_token_is_401_on_every_route(
 ):
     forge, code = BAD_TOKENS[forgery]
     jobs_before = db.execute("select count(*) from public.ai_training_jobs").fetchone()
-    refusals = _refusals(http, stack, bearer(forge(stack, user.id)), planted)
-    assert refusals == dict.fromkeys(refusals, (401, code))
+    answers = refusals(http, stack, ROUTES, bearer(forge(stack, user.id)), planted)
+    assert answers == dict.fromkeys(answers, (401, code))
     assert db.execute("select count(*) from public.ai_training_jobs").fetchone() == jobs_before
     row = db.execute(
         "select status, deletion_requested_at from public.ai_training_jobs where id = %s",
