@@ -205,6 +205,13 @@ def test_status_calls_within_the_interval_make_no_replicate_call(
     train_for(300)
     refresh_every(30)
     job_id, training_id = started_job(stack, http, user)
+    # The `start` webhook also refreshes the row; let it land before counting reads.
+    wait_for(
+        lambda: any(
+            d["training_id"] == training_id and d["event"] == "start" and d["status_code"] == 200
+            for d in emulator.webhook_deliveries
+        )
+    )
     reads = emulator.count("GET", GET_TRAINING)
     for _ in range(10):  # the start has just read Replicate: these answer from the row
         assert status(stack, http, user, job_id)["status"] == "training"
