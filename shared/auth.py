@@ -12,14 +12,16 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import jwt
 from aws_lambda_powertools import Logger
 
 from shared.errors import Forbidden, Unauthorized, UpstreamError
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import jwt
 
 logger = Logger(child=True)
 
@@ -48,6 +50,8 @@ class SigningKeys:
     """
 
     def __init__(self, url: str) -> None:
+        import jwt
+
         # PyJWKClient only fetches here (http(s) only, no redirects, a timeout). The caching is
         # ours: PyJWT's refetches an empty key set on every call, and its per-kid LRU never expires.
         self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=JWKS_TIMEOUT_SECONDS)
@@ -75,6 +79,8 @@ class SigningKeys:
             return self._keys.get(kid)
 
     def _fetch(self, now: float) -> None:
+        import jwt
+
         try:
             data = self._client.fetch_data()
         except (jwt.PyJWKClientError, ValueError):  # unreachable, timed out, not JSON
@@ -119,6 +125,10 @@ def bearer_token(headers: dict[str, str]) -> str:
 
 def verify_access_token(token: str, settings: Settings) -> Caller:
     """Check signature, expiry, audience, issuer and role; the caller is the token's `sub`."""
+    # Imported here, not at module level: PyJWT pulls in `cryptography` (~40 ms of cold start),
+    # which paths without a caller's token (webhooks, the sweep) never need.
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

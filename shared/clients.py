@@ -6,17 +6,20 @@ Heavy SDKs are imported here lazily so a function only pays for what its path us
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from shared.jobs import PostgrestJobStore
-from shared.notify import Notifier, build_notifier
 from shared.photo_store import SupabasePhotoStore
 from shared.retry import NO_DEADLINE, Deadline
 from shared.settings import get_settings
-from shared.trainer import ReplicateTrainer, build_replicate_client
-from shared.training import StartDeps
+
+if TYPE_CHECKING:
+    # The training side is imported where it is used: the upload function never loads it.
+    from shared.notify import Notifier
+    from shared.trainer import ReplicateTrainer
+    from shared.training import StartDeps
 
 
 def _supabase_http(timeout: float) -> httpx.Client:
@@ -63,6 +66,8 @@ def storage_client() -> Any:
 
 @lru_cache(maxsize=1)
 def replicate_client() -> Any:
+    from shared.trainer import build_replicate_client
+
     return build_replicate_client(get_settings())
 
 
@@ -70,22 +75,34 @@ def job_store(deadline: Deadline = NO_DEADLINE) -> PostgrestJobStore:
     return PostgrestJobStore(postgrest_client(), deadline)
 
 
+@lru_cache(maxsize=1)
+def storage_stream_http() -> httpx.Client:
+    """For streamed downloads (the start path's photos), beside storage3's buffered ones."""
+    return _supabase_http(30.0)
+
+
 def photo_store(deadline: Deadline = NO_DEADLINE) -> SupabasePhotoStore:
     return SupabasePhotoStore(storage_client(), get_settings().training_photos_bucket, deadline)
 
 
 def trainer(deadline: Deadline = NO_DEADLINE) -> ReplicateTrainer:
-    return ReplicateTrainer(replicate_client(), get_settings(), deadline)
+    from shared.trainer import ReplicateTrainer
+
+    # The client (and the replicate SDK) is built at the first Replicate call, once per container.
+    return ReplicateTrainer.lazy(replicate_client, get_settings(), deadline)
 
 
 @lru_cache(maxsize=1)
 def notifier() -> Notifier:
+    from shared.notify import build_notifier
+
     return build_notifier(get_settings(), lambda: _supabase_http(10.0))
 
 
 def reset() -> None:
     """Forget every cached client and the settings (tests that change the environment)."""
     postgrest_client.cache_clear()
+    storage_stream_http.cache_clear()
     notifier.cache_clear()
     storage_client.cache_clear()
     replicate_client.cache_clear()
@@ -94,10 +111,15 @@ def reset() -> None:
 
 def start_deps(deadline: Deadline = NO_DEADLINE) -> StartDeps:
     """Everything the start and status paths use, bound to this invocation's deadline."""
+    from shared.training import StartDeps, storage_fetch
+
+    settings = get_settings()
+    bucket_url = f"{settings.supabase_url}/storage/v1/object/{settings.training_photos_bucket}"
     return StartDeps(
-        settings=get_settings(),
+        settings=settings,
         jobs=job_store(deadline),
         photos=photo_store(deadline),
         trainer=trainer(deadline),
         notifier=notifier(),
+        fetch_photo=storage_fetch(storage_stream_http(), bucket_url, deadline),
     )

@@ -46,7 +46,8 @@ PROGRESS_DONE = 100
 class Job(BaseModel):
     """One row of `ai_training_jobs`."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Every model here is built at its first use, not at import: a path pays only for its own.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: UUID
     user_id: UUID
@@ -82,13 +83,17 @@ class Job(BaseModel):
 
 
 class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True
+    )
 
 
 class CustomizationData(BaseModel):
     """The frontend's customisation form; known fields are checked, extra ones are kept."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, alias_generator=to_camel, defer_build=True
+    )
 
     type: str | None = Field(default=None, max_length=100)
     hybrid_style: str | None = Field(default=None, max_length=100)

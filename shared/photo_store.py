@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-import jwt
 
 from shared.errors import UpstreamError
 from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_transient
@@ -137,6 +136,8 @@ class SupabasePhotoStore:
 def _token_expiry(token: str) -> datetime | None:
     """The `exp` of Storage's upload token. Not a trust decision (we only read our own
     server's answer), so the signature is not checked; a token we cannot read says nothing."""
+    import jwt  # lazily: every function imports this module, only the signed flow needs PyJWT
+
     try:
         exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
     except jwt.PyJWTError:

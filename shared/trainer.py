@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
@@ -46,7 +47,8 @@ MAX_LOOKUP_PAGES = 50
 class TrainingInfo(BaseModel):
     """The parts of Replicate's training object we use."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Built at first use, not at import (cold start): most paths never parse a training.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str
     status: str
@@ -75,12 +77,16 @@ class TrainingInfo(BaseModel):
 
 
 class UploadedFile(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     url: str
 
 
 class _ListedFile(BaseModel):
     """An entry of `GET /v1/files`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     urls: dict[str, str]
@@ -131,9 +137,26 @@ def build_replicate_client(settings: Settings, timeout: httpx.Timeout = DEFAULT_
 
 class ReplicateTrainer:
     def __init__(self, client: Any, settings: Settings, deadline: Deadline = NO_DEADLINE):
-        self._client = client
+        self._built_client = client
+        self._build_client: Callable[[], Any] | None = None
         self._settings = settings
         self.deadline = deadline
+
+    @classmethod
+    def lazy(
+        cls, build_client: Callable[[], Any], settings: Settings, deadline: Deadline = NO_DEADLINE
+    ) -> ReplicateTrainer:
+        """A trainer that builds its client (importing the SDK) at its first Replicate call, so a
+        request answered before reaching Replicate never pays for it."""
+        trainer = cls(None, settings, deadline)
+        trainer._build_client = build_client
+        return trainer
+
+    @property
+    def _client(self) -> Any:
+        if self._built_client is None and self._build_client is not None:
+            self._built_client = self._build_client()
+        return self._built_client
 
     def _run(
         self,

@@ -20,25 +20,33 @@ adopted, never left running unrecorded). It never goes back to `pending`: the da
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import IO, Any
 from urllib.parse import quote
 
-from shared.errors import AppError, Conflict
+import httpx
+
+from shared.errors import AppError, Conflict, UpstreamError
 from shared.jobs import JobStore, owned_job
 from shared.models import PROGRESS_TRAINING_STARTED, Job, JobStatus
 from shared.notify import LogNotifier, Notifier
 from shared.observability import record_training_started
 from shared.photo_store import ObjectMissing, PhotoStore
 from shared.progress import estimate_completion
+from shared.retry import Deadline, call_with_retry, is_transient
 from shared.settings import Settings
 from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
 
 PHOTO_FETCH_CONCURRENCY = 6
+STREAM_CHUNK_BYTES = 256 * 1024
+PhotoFetch = Callable[[str, IO[bytes]], Any]  # (object path, file to write it into)
 NOT_STARTED_MESSAGE = "We could not start your training on Replicate; please try again."
 
 
@@ -49,6 +57,8 @@ class StartDeps:
     photos: PhotoStore
     trainer: Trainer
     notifier: Notifier = field(default_factory=LogNotifier)
+    # Streams one photo into a file; without it a photo is read whole with `photos.get`.
+    fetch_photo: PhotoFetch | None = None
 
 
 class ClaimLost(Exception):
@@ -142,16 +152,7 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = Tr
 def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
     # A named file: the replicate client reads `.name` for the upload's filename part.
     with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
-        # Photos are fetched in parallel and written into the zip in order, as they arrive.
-        with ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool:
-            fetched = pool.map(deps.photos.get, job.photo_urls)
-            write_training_zip(
-                (
-                    (path.rsplit("/", 1)[-1], data)
-                    for path, data in zip(job.photo_urls, fetched, strict=True)
-                ),
-                spool,
-            )
+        write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
         uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
     saved = deps.jobs.update(
         job.id,
@@ -163,6 +164,78 @@ def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
         deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
         raise ClaimLost
     return saved
+
+
+def fetched_in_order(deps: StartDeps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """`(file name, bytes)` of each photo in order, all fetched in parallel.
+
+    Each photo is fetched into its own temp file (streamed, with `deps.fetch_photo`) and read
+    back when the zip writer reaches it, so memory holds one photo at a time, never the set.
+    """
+    fetch = deps.fetch_photo or (lambda path, out: out.write(deps.photos.get(path)))
+
+    def to_file(folder: str, index: int, path: str) -> str:
+        name = os.path.join(folder, f"{index:02d}")
+        with open(name, "wb") as out:
+            fetch(path, out)
+        return name
+
+    with (
+        tempfile.TemporaryDirectory(prefix="photos-") as folder,
+        ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool,
+    ):
+        fetches = [pool.submit(to_file, folder, i, path) for i, path in enumerate(paths)]
+        try:
+            for path, fetched in zip(paths, fetches, strict=True):
+                name = fetched.result()
+                with open(name, "rb") as photo:
+                    data = photo.read()
+                os.remove(name)  # /tmp is small on Lambda: the zip alone takes as much
+                yield path.rsplit("/", 1)[-1], data
+        finally:
+            for fetched in fetches:
+                fetched.cancel()  # the zip gave up (a missing photo): fetch no more
+
+
+def storage_fetch(http: httpx.Client, bucket_url: str, deadline: Deadline) -> PhotoFetch:
+    """Fetch a Storage object into a file in chunks (storage3's `download` buffers it whole).
+
+    Same outcomes as `SupabasePhotoStore.get`: retried while transient within the deadline,
+    ObjectMissing for an object that is not there, UpstreamError when Storage stays unreachable.
+    """
+
+    def fetch(path: str, out: IO[bytes]) -> None:
+        def attempt() -> None:
+            out.seek(0)
+            out.truncate()
+            with http.stream("GET", f"{bucket_url}/{quote(path)}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    if response.status_code == 404 or _storage_status(response) == "404":
+                        raise ObjectMissing(path)
+                    response.raise_for_status()
+                for chunk in response.iter_bytes(STREAM_CHUNK_BYTES):
+                    out.write(chunk)
+
+        try:
+            call_with_retry(attempt, deadline=deadline)
+        except httpx.TransportError as exc:
+            raise UpstreamError("Photo storage is not reachable right now.") from exc
+        except httpx.HTTPStatusError as exc:
+            if is_transient(exc) or exc.response.status_code >= 500:
+                raise UpstreamError("Photo storage is not available right now.") from exc
+            raise
+
+    return fetch
+
+
+def _storage_status(response: httpx.Response) -> object:
+    """Storage renders most errors as HTTP 400 with the real status in the body's statusCode."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("statusCode") if isinstance(body, dict) else None
 
 
 def _renew_claim(job: Job, token: uuid.UUID, deps: StartDeps) -> uuid.UUID:

@@ -1,0 +1,79 @@
+"""The start path's streamed photo fetch (`shared.training.storage_fetch`) against the Storage
+emulator: same bytes as the buffered download, same outcomes for missing objects and faults."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from devstack.sample_photos import make_photo
+from devstack.stack import LocalStack
+from shared.errors import UpstreamError
+from shared.photo_store import ObjectMissing
+from shared.retry import Deadline
+from shared.training import PhotoFetch, storage_fetch
+
+BUCKET = "training-photos"
+
+
+@pytest.fixture
+def storage(stack: LocalStack) -> Iterator[httpx.Client]:
+    key = stack.service_role_key
+    with httpx.Client(
+        base_url=f"{stack.supabase_url}/storage/v1/object/{BUCKET}",
+        headers={"Authorization": f"Bearer {key}", "apikey": key},
+        timeout=10,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def fetch(stack: LocalStack, storage: httpx.Client) -> PhotoFetch:
+    return storage_fetch(storage, str(storage.base_url).rstrip("/"), Deadline(10))
+
+
+def put(storage: httpx.Client, data: bytes) -> str:
+    path = f"{uuid.uuid4()}/{uuid.uuid4()}/01.jpg"
+    storage.post(
+        f"/{path}", content=data, headers={"content-type": "image/jpeg"}
+    ).raise_for_status()
+    return path
+
+
+def test_a_photo_is_streamed_byte_for_byte(storage: httpx.Client, fetch: PhotoFetch):
+    data = make_photo(800, 600, seed=7)
+    path = put(storage, data)
+    out = io.BytesIO(b"left over from an earlier attempt")
+    fetch(path, out)
+    assert out.getvalue() == data
+
+
+def test_a_missing_photo_is_object_missing(fetch: PhotoFetch):
+    with pytest.raises(ObjectMissing):
+        fetch(f"{uuid.uuid4()}/{uuid.uuid4()}/01.jpg", io.BytesIO())
+
+
+def test_a_transient_fault_is_retried(stack: LocalStack, storage: httpx.Client, fetch: PhotoFetch):
+    assert stack.gateway is not None
+    data = make_photo(320, 240, seed=8)
+    path = put(storage, data)
+    stack.gateway.storage_faults.add("GET", "^/storage/v1/object/", "status", status=503, times=2)
+    out = io.BytesIO()
+    fetch(path, out)
+    assert out.getvalue() == data
+
+
+def test_storage_that_stays_down_is_an_upstream_error(
+    stack: LocalStack, storage: httpx.Client, fetch: PhotoFetch
+):
+    assert stack.gateway is not None
+    path = put(storage, make_photo(320, 240, seed=9))
+    stack.gateway.storage_faults.add(
+        "GET", "^/storage/v1/object/", "status", status=503, times=None
+    )
+    with pytest.raises(UpstreamError):
+        fetch(path, io.BytesIO())
