@@ -7,7 +7,7 @@ callers racing on one job cannot both win; the database trigger enforces the sam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -54,6 +54,11 @@ class JobStore(Protocol):
 
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         """Trainings that ended after `finished_after` whose notice is not sent, oldest first."""
+        ...
+
+    def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
+        """Jobs with something left to remove: an unfinished deletion, a final job's zip on
+        Replicate, a final job's photos kept past `retention_cutoff`."""
         ...
 
     def delete(self, job_id: UUID) -> None: ...
@@ -254,6 +259,30 @@ class PostgrestJobStore:
                 .not_.is_("replicate_training_id", "null")
                 .gte("completed_at", finished_after.isoformat())
                 .order("completed_at")
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+        )
+        return [Job.model_validate(r) for r in res.data]
+
+    def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
+        # One query; each branch has a partial index (privacy migration).
+        cutoff = retention_cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        final = "status.in.(completed,failed)"
+        condition = ",".join(
+            (
+                "and(deletion_requested_at.not.is.null,deleted_at.is.null)",
+                f"and({final},replicate_file_id.not.is.null,replicate_file_deleted_at.is.null)",
+                f'and({final},photos_deleted_at.is.null,completed_at.lt."{cutoff}")',
+            )
+        )
+        res = self._run(
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .or_(condition)
+                .order("completed_at", nullsfirst=True)
                 .limit(limit)
                 .retry(False)
                 .execute()

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
 from shared.errors import Conflict
-from shared.jobs import TABLE, JobStore, PostgrestJobStore, owned_job
+from shared.jobs import owned_job
 from shared.models import CamelModel, Job, JobStatus
 from shared.retry import Deadline
 from shared.status import apply_training
@@ -313,46 +313,6 @@ def _remove_photos(job: Job, deps: StartDeps, now: datetime, stamps: dict[str, A
 # --- the sweep ---------------------------------------------------------------------------------
 
 
-class CleanupQueue(Protocol):
-    def due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
-        """Jobs with something left to remove: an unfinished deletion, a final job's zip on
-        Replicate, a final job's photos kept past `retention_cutoff`."""
-        ...
-
-
-class PostgrestCleanupQueue:
-    """The cleanup query on the job store's PostgREST client (each branch has a partial index)."""
-
-    def __init__(self, jobs: JobStore):
-        if not isinstance(jobs, PostgrestJobStore):
-            raise TypeError("the cleanup query needs the PostgREST job store")
-        self._jobs = jobs
-
-    def due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
-        cutoff = retention_cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        final = "status.in.(completed,failed)"
-        condition = ",".join(
-            (
-                "and(deletion_requested_at.not.is.null,deleted_at.is.null)",
-                f"and({final},replicate_file_id.not.is.null,replicate_file_deleted_at.is.null)",
-                f'and({final},photos_deleted_at.is.null,completed_at.lt."{cutoff}")',
-            )
-        )
-        client = self._jobs._client  # the store's own client, retries and error mapping
-        res = self._jobs._run(
-            lambda: (
-                client.table(TABLE)
-                .select("*")
-                .or_(condition)
-                .order("completed_at", nullsfirst=True)
-                .limit(limit)
-                .retry(False)
-                .execute()
-            )
-        )
-        return [Job.model_validate(r) for r in res.data]
-
-
 @dataclass
 class CleanupReport:
     seen: int = 0
@@ -363,13 +323,11 @@ class CleanupReport:
     failed_jobs: list[str] = field(default_factory=list)
 
 
-def sweep_cleanup(
-    deps: StartDeps, deadline: Deadline, queue: CleanupQueue | None = None
-) -> CleanupReport:
+def sweep_cleanup(deps: StartDeps, deadline: Deadline) -> CleanupReport:
     """The sweep's privacy task: finish deletions, drop final jobs' zips, expire old photos."""
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=deps.settings.photo_retention_days)
-    jobs = (queue or PostgrestCleanupQueue(deps.jobs)).due(cutoff, CLEANUP_BATCH)
+    jobs = deps.jobs.list_cleanup_due(cutoff, CLEANUP_BATCH)
     report = CleanupReport(seen=len(jobs))
     if not jobs:
         return report

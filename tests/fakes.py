@@ -101,6 +101,21 @@ class InMemoryJobStore:
             row["updated_at"] = datetime.now(UTC)
             return True
 
+    def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values()]
+
+        def owes(job: Job) -> bool:
+            if job.deletion_requested_at is not None:
+                return job.deleted_at is None
+            if not job.status.is_final:
+                return False
+            zip_kept = job.replicate_file_id is not None and job.replicate_file_deleted_at is None
+            ended = job.completed_at or retention_cutoff
+            return zip_kept or (job.photos_deleted_at is None and ended < retention_cutoff)
+
+        return [job for job in jobs if owes(job)][:limit]
+
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         with self.lock:
             jobs = [Job.model_validate(r) for r in self.rows.values()]

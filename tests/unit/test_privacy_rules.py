@@ -28,27 +28,6 @@ PHOTOS = [(f"p{i}.jpg", make_photo(640, 640, seed=100 + i)) for i in range(3)]
 VERSION = "flurrty/flurrty-twins:" + "d" * 64
 
 
-class ScanningQueue:
-    """The sweep's cleanup query over the in-memory rows (PostgREST filters it in production)."""
-
-    def __init__(self, store: InMemoryJobStore):
-        self.store = store
-
-    def due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
-        jobs = [Job.model_validate(row) for row in self.store.rows.values()]
-
-        def owes(job: Job) -> bool:
-            if job.deletion_requested_at is not None:
-                return job.deleted_at is None
-            if not job.status.is_final:
-                return False
-            zip_kept = job.replicate_file_id is not None and job.replicate_file_deleted_at is None
-            ended = job.completed_at or retention_cutoff
-            return zip_kept or (job.photos_deleted_at is None and ended < retention_cutoff)
-
-        return [job for job in jobs if owes(job)][:limit]
-
-
 @pytest.fixture
 def deps() -> StartDeps:
     return StartDeps(
@@ -61,7 +40,7 @@ def deps() -> StartDeps:
 
 def sweep(deps: StartDeps):
     assert isinstance(deps.jobs, InMemoryJobStore)
-    return sweep_cleanup(deps, Deadline(30), ScanningQueue(deps.jobs))
+    return sweep_cleanup(deps, Deadline(30))
 
 
 def new_job(deps: StartDeps, user_id: uuid.UUID) -> Job:
