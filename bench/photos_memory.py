@@ -46,7 +46,8 @@ spec = importlib.util.spec_from_file_location("upload_app", "functions/upload_tr
 app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
 import pillow_heif  # a HEIC loads it anyway: its import is fixed overhead, not per photo
 from devstack.function_urls import LambdaContext, build_event
-from shared.photos import PhotoLimits, normalise_photo
+from shared.photo_rules import PhotoLimits
+from shared.photos import normalise_photo
 args = json.loads(sys.argv[1])
 try:
     with open("/proc/self/clear_refs", "w") as f:

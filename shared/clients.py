@@ -8,14 +8,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from shared.jobs import PostgrestJobStore
 from shared.photo_store import SupabasePhotoStore
 from shared.retry import NO_DEADLINE, Deadline
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
+    import httpx
+
     # The training side is imported where it is used: the upload function never loads it.
     from shared.notify import Notifier
     from shared.trainer import ReplicateTrainer
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 def _supabase_http(timeout: float) -> httpx.Client:
+    import httpx
+
     settings = get_settings()
     key = settings.supabase_service_role_key.get_secret_value()
     # HTTP/1.1 with short keep-alive: Lambda freezes between invocations and idle HTTP/2
@@ -82,7 +84,8 @@ def storage_stream_http() -> httpx.Client:
 
 
 def photo_store(deadline: Deadline = NO_DEADLINE) -> SupabasePhotoStore:
-    return SupabasePhotoStore(storage_client(), get_settings().training_photos_bucket, deadline)
+    # storage3 is imported at the first Storage call: a status read never makes one.
+    return SupabasePhotoStore.lazy(storage_client, get_settings().training_photos_bucket, deadline)
 
 
 def trainer(deadline: Deadline = NO_DEADLINE) -> ReplicateTrainer:

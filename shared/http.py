@@ -7,12 +7,16 @@ import json
 from typing import Any, TypeVar
 from uuid import UUID
 
-from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import Caller, authenticate
 from shared.errors import AppError, BadRequest, ConfigError, PayloadTooLarge, Unprocessable
+from shared.function_url_resolver import (
+    LambdaFunctionUrlResolver,
+    NotFoundError,
+    Response,
+    content_types,
+)
 from shared.observability import logger
 from shared.retry import Deadline
 from shared.settings import get_settings

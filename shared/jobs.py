@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-import httpx
-
 from shared.errors import Conflict, UpstreamError
 from shared.models import Job, JobStatus
 from shared.retry import (
@@ -20,6 +18,7 @@ from shared.retry import (
     RETRYABLE_STATUS,
     Deadline,
     call_with_retry,
+    is_httpx_error,
     is_transient,
 )
 
@@ -131,8 +130,10 @@ class PostgrestJobStore:
             if exc.code in ("PGRST301", "42501") or _db_transient(exc):
                 raise UpstreamError("The job database is not available right now.") from exc
             raise
-        except httpx.TransportError as exc:
-            raise UpstreamError("The job database is not reachable right now.") from exc
+        except Exception as exc:
+            if is_httpx_error(exc):
+                raise UpstreamError("The job database is not reachable right now.") from exc
+            raise
 
     def insert(self, row: dict[str, Any]) -> Job:
         body = {k: to_db(v) for k, v in row.items()}

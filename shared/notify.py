@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-import httpx
 from aws_lambda_powertools import Logger
 
 from shared.errors import UpstreamError
 from shared.jobs import JobStore
 from shared.models import Job, JobStatus
-from shared.retry import NO_DEADLINE, Deadline, call_with_retry
+from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_httpx_error
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = Logger(child=True)
 
@@ -118,8 +120,10 @@ class SupabaseUserDirectory:
 
         try:
             response = call_with_retry(get)
-        except (httpx.HTTPError, OSError) as exc:
-            raise UpstreamError("Supabase Auth is not available right now.") from exc
+        except Exception as exc:
+            if is_httpx_error(exc, "HTTPError") or isinstance(exc, OSError):
+                raise UpstreamError("Supabase Auth is not available right now.") from exc
+            raise
         if response.status_code == 404:
             return None
         email = response.json().get("email")

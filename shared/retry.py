@@ -8,14 +8,12 @@ past the invocation's deadline. Only call this with operations that are safe to 
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
-
-import httpx
 
 from shared.errors import AppError
 
@@ -88,6 +86,8 @@ def retry_after_of(exc: BaseException) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rare (an HTTP date); ~6 ms of cold start
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -97,9 +97,16 @@ def retry_after_of(exc: BaseException) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def is_httpx_error(exc: BaseException, error: str = "TransportError") -> bool:
+    """isinstance(exc, httpx.<error>) without importing httpx: until a client has loaded it, no
+    exception can be one of its errors (cold starts that never reach the network skip ~30 ms)."""
+    httpx_module = sys.modules.get("httpx")
+    return httpx_module is not None and isinstance(exc, getattr(httpx_module, error))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Network trouble or a status that says "try again"."""
-    if isinstance(exc, httpx.TransportError):
+    if is_httpx_error(exc):
         return True
     status = status_of(exc)
     return status in RETRYABLE_STATUS
@@ -114,7 +121,7 @@ def was_refused(exc: BaseException) -> bool:
 
     A timeout, a dropped connection or a 500/502/504 may come after the server acted on it.
     """
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if any(is_httpx_error(exc, name) for name in ("ConnectError", "ConnectTimeout", "PoolTimeout")):
         return True
     return status_of(exc) in REFUSED_STATUS
 

@@ -28,7 +28,8 @@ SECRET_KEYS = (
 class Settings(BaseModel):
     """Every knob the functions read. Field names are the environment variable names, lower-cased."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Built at the first get_settings() (the first request), like every model here: not at import.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     supabase_url: str
     supabase_service_role_key: SecretStr

@@ -52,8 +52,7 @@ from shared.models import (
     JobStatus,
     validate_furrsona_name,
 )
-from shared.photo_store import ObjectMissing, PhotoStore
-from shared.photos import (
+from shared.photo_rules import (
     ACCEPTED_UPLOAD_CONTENT_TYPES,
     PHOTO_CONTENT_TYPE,
     PhotoLimits,
@@ -61,6 +60,7 @@ from shared.photos import (
     check_photo_size,
     photo_label,
 )
+from shared.photo_store import ObjectMissing, PhotoStore
 from shared.settings import Settings
 from shared.upload import (
     PhotoChecker,
@@ -88,7 +88,9 @@ FALLBACK_UPLOAD_CONTENT_TYPE = "image/jpeg"
 class DeclaredPhoto(BaseModel):
     """One photo the browser is about to upload, as it describes it (not trusted)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True
+    )
 
     filename: str = Field("", max_length=1024)
     content_type: str | None = Field(None, max_length=255)

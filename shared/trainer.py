@@ -18,9 +18,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import UpstreamError
@@ -28,16 +27,19 @@ from shared.retry import (
     NO_DEADLINE,
     Deadline,
     call_with_retry,
+    is_httpx_error,
     is_transient,
     status_of,
     was_refused,
 )
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    import httpx
+
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 # Replicate's clock and ours may differ; look a little further back when searching trainings.
 CLOCK_SKEW = timedelta(minutes=5)
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=30.0, write=60.0, connect=5.0)
 # A request started just before the deadline still gets this long.
 MIN_REQUEST_SECONDS = 1.0
 # Pages of a list walked in a look-up before giving up (100 entries each).
@@ -119,7 +121,8 @@ class Trainer(Protocol):
         ...
 
 
-def build_replicate_client(settings: Settings, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> Any:
+def build_replicate_client(settings: Settings, timeout: httpx.Timeout | None = None) -> Any:
+    import httpx
     import replicate
 
     token = settings.replicate_api_token.get_secret_value()
@@ -129,7 +132,7 @@ def build_replicate_client(settings: Settings, timeout: httpx.Timeout = DEFAULT_
     client._Client__client = httpx.Client(  # type: ignore[attr-defined]
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}", "User-Agent": "flurrty-twin-backend"},
-        timeout=timeout,
+        timeout=timeout or httpx.Timeout(10.0, read=30.0, write=60.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=20),
     )
     return client
@@ -170,11 +173,11 @@ class ReplicateTrainer:
             return call_with_retry(
                 operation, deadline=deadline or self.deadline, transient=transient
             )
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"Replicate did not answer while {what}; try again shortly."
-            ) from exc
         except Exception as exc:
+            if is_httpx_error(exc):
+                raise UpstreamError(
+                    f"Replicate did not answer while {what}; try again shortly."
+                ) from exc
             status = status_of(exc)
             if status == 429:
                 raise UpstreamError(
@@ -189,6 +192,8 @@ class ReplicateTrainer:
         self, method: str, path: str, deadline: Deadline | None = None, **kwargs: Any
     ) -> httpx.Response:
         """One HTTP call whose timeouts never reach past the deadline (by more than a second)."""
+        import httpx  # loaded with the client already
+
         remaining = (deadline or self.deadline).remaining()
         if remaining != float("inf"):
             cap = max(remaining, MIN_REQUEST_SECONDS)

@@ -27,10 +27,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from shared.errors import AppError, Conflict, UpstreamError
 from shared.jobs import JobStore, owned_job
@@ -39,10 +37,13 @@ from shared.notify import LogNotifier, Notifier
 from shared.observability import record_training_started
 from shared.photo_store import ObjectMissing, PhotoStore
 from shared.progress import estimate_completion
-from shared.retry import Deadline, call_with_retry, is_transient
+from shared.retry import Deadline, call_with_retry, is_httpx_error, is_transient
 from shared.settings import Settings
 from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
+
+if TYPE_CHECKING:
+    import httpx
 
 PHOTO_FETCH_CONCURRENCY = 6
 STREAM_CHUNK_BYTES = 256 * 1024
@@ -219,10 +220,12 @@ def storage_fetch(http: httpx.Client, bucket_url: str, deadline: Deadline) -> Ph
 
         try:
             call_with_retry(attempt, deadline=deadline)
-        except httpx.TransportError as exc:
-            raise UpstreamError("Photo storage is not reachable right now.") from exc
-        except httpx.HTTPStatusError as exc:
-            if is_transient(exc) or exc.response.status_code >= 500:
+        except Exception as exc:
+            if is_httpx_error(exc):
+                raise UpstreamError("Photo storage is not reachable right now.") from exc
+            if is_httpx_error(exc, "HTTPStatusError") and (
+                is_transient(exc) or exc.response.status_code >= 500  # type: ignore[attr-defined]
+            ):
                 raise UpstreamError("Photo storage is not available right now.") from exc
             raise
 

@@ -21,15 +21,14 @@ from shared.models import (
     validate_furrsona_name,
 )
 from shared.multipart import Form, parse_form
-from shared.photo_store import PhotoStore
-from shared.photos import (
+from shared.photo_rules import (
     PHOTO_CONTENT_TYPE,
     PhotoLimits,
     PhotoRejected,
-    normalise_photo,
     photo_label,
     photo_object_name,
 )
+from shared.photo_store import PhotoStore
 from shared.settings import Settings
 
 # A Function URL request carries at most 6 MB including base64 and the event envelope; the decoded
@@ -109,6 +108,8 @@ class PhotoChecker:
 
     def normalise(self, index: int, filename: str | None, data: bytes) -> bytes:
         """The photo as a normalised JPEG, or an `AppError` naming it (its status is a 4xx)."""
+        from shared.photos import normalise_photo  # Pillow loads with the first photo, not before
+
         label = photo_label(index, filename)
         try:
             photo = normalise_photo(data, self.limits, label=label)

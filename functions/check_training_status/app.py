@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import clients, http
+from shared import clients, http, warmup
 from shared.auth import check_claimed_user
 from shared.models import JobRequest
 from shared.observability import logger, metrics
@@ -19,6 +19,8 @@ from shared.status import apply_webhook, get_status, status_response
 from shared.sweep import sweep_all
 
 app = http.make_app()
+# SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
+warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
 def _answer(user_id: Any, job_id: Any) -> Any:

@@ -7,13 +7,15 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import clients, http
+from shared import clients, http, warmup
 from shared.auth import check_claimed_user
 from shared.models import JobRequest, StartResponse
 from shared.observability import logger, metrics
 from shared.training import start_training
 
 app = http.make_app()
+# SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
+warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
 @app.post("/")

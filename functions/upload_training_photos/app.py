@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import clients, http
+from shared import clients, http, warmup
 from shared.auth import check_claimed_user
 from shared.models import Job, UploadResponse
 from shared.observability import logger
@@ -20,6 +20,8 @@ from shared.signed_upload import complete_signed_upload, create_signed_upload
 from shared.upload import upload_multipart
 
 app = http.make_app()
+# SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
+warmup.preload(*warmup.REQUEST_PATH, "shared.photos")
 
 
 def _uploaded(status: int, job: Job) -> Any:

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from devstack.sample_photos import sample_photo_set
-from shared.photos import PhotoLimits, normalise_photo, photo_object_name
+from shared.photo_rules import PhotoLimits, photo_object_name
+from shared.photos import normalise_photo
 from shared.training_zip import write_training_zip, zip_entry_names
 
 

@@ -1,0 +1,163 @@
+"""What a cold start loads (issue 8.1), checked by behaviour in fresh processes, never by a clock:
+a handler's import brings no SDK and builds no pydantic schema; a request refused before the
+network loads no HTTP client; SnapStart or provisioned concurrency import every path's SDKs
+during init; Powertools' event_handler package still works for anyone importing from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.helpers import make_settings
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
+# Loaded only on the paths that use them. pydantic.plugin._loader is imported by the first
+# schema build, so its absence means no model was built at import.
+LAZY = (
+    "httpx",
+    "postgrest",
+    "storage3",
+    "replicate",
+    "jwt",
+    "cryptography",
+    "PIL",
+    "pillow_heif",
+    "boto3",
+    "asyncio",
+    "aws_lambda_powertools.event_handler.appsync",
+    "pydantic.plugin._loader",
+)
+PRELOADED = {
+    "upload_training_photos": {"jwt", "httpx", "postgrest", "storage3", "PIL"},
+    "start_ai_training": {"jwt", "httpx", "postgrest", "storage3", "replicate"},
+    "check_training_status": {"jwt", "httpx", "postgrest", "storage3", "replicate"},
+}
+
+IMPORT_HANDLER = """
+import importlib.util, json, sys
+name = sys.argv[1]
+spec = importlib.util.spec_from_file_location(name + "_app", f"functions/{name}/app.py")
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+request = json.loads(sys.argv[2])
+status = None
+if request:
+    from devstack.function_urls import LambdaContext, build_event
+    event = build_event(request["method"], request["path"], [], b"", "127.0.0.1")
+    status = app.handler(event, LambdaContext(name, 30))["statusCode"]
+print(json.dumps({"status": status, "loaded": sorted(m for m in json.loads(sys.argv[3]) if m in sys.modules)}))
+"""
+
+
+def run_handler(
+    name: str, request: dict[str, str] | None = None, **env: str
+) -> tuple[int | None, set[str]]:
+    settings = make_settings()
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "SUPABASE_URL": settings.supabase_url,
+        "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
+        "SUPABASE_JWT_SECRET": "unit-test-secret-unit-test-secret-0123456789",
+        "REPLICATE_API_TOKEN": "r8_test",
+        "REPLICATE_TRAINER_VERSION": "a" * 64,
+        "REPLICATE_DESTINATION_MODEL": "flurrty/flurrty-twins",
+        "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "WEBHOOK_BASE_URL": "https://status.test",
+        **env,
+    }
+    watched = sorted(set(LAZY) | set().union(*PRELOADED.values()))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_HANDLER,
+            name,
+            json.dumps(request or {}),
+            json.dumps(watched),
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer["status"], set(answer["loaded"])
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_importing_a_handler_loads_no_sdk_and_builds_no_schema(name: str) -> None:
+    _, loaded = run_handler(name, AWS_LAMBDA_INITIALIZATION_TYPE="on-demand")
+    assert loaded == set(), f"{name} imports {sorted(loaded)} before any request needs them"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_request_refused_before_the_network_loads_no_http_client(name: str) -> None:
+    # No Authorization header: 401 from the token check, which never needed Supabase or PyJWT.
+    path = "/?jobId=4b0ed6a5-8f5e-4a49-a2a4-3a0b0ed6a5f1"
+    method = "GET" if name == "check_training_status" else "POST"
+    status, loaded = run_handler(name, {"method": method, "path": path})
+    assert status == 401
+    assert not loaded & {"httpx", "postgrest", "storage3", "replicate", "jwt", "PIL"}, loaded
+
+
+@pytest.mark.parametrize("init_type", ["snap-start", "provisioned-concurrency"])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_init_ahead_of_time_imports_every_path_sdk(name: str, init_type: str) -> None:
+    _, loaded = run_handler(name, AWS_LAMBDA_INITIALIZATION_TYPE=init_type)
+    assert PRELOADED[name] <= loaded, f"missing {sorted(PRELOADED[name] - loaded)}"
+
+
+def test_powertools_event_handler_package_still_exports_everything() -> None:
+    script = """
+import sys
+import shared.http  # registers the package without running its __init__
+assert "aws_lambda_powertools.event_handler.appsync" not in sys.modules
+import aws_lambda_powertools.event_handler as package
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, AppSyncResolver, content_types
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
+assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolver
+assert content_types.APPLICATION_JSON == "application/json"
+assert AppSyncResolver.__module__ == "aws_lambda_powertools.event_handler.appsync"
+try:
+    package.NoSuchName
+except AttributeError:
+    pass
+else:
+    raise AssertionError("a missing name must raise AttributeError")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_powertools_imported_first_is_left_as_it_is() -> None:
+    script = """
+import aws_lambda_powertools.event_handler as package
+import shared.http
+assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolver
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
