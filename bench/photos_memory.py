@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.common import RESULTS, local_stack, table
+from bench.common import RESULTS, SDKS_PRELOADED, local_stack, table
 from devstack.sample_photos import make_large_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
@@ -72,7 +73,11 @@ print(json.dumps({"status": status, "imported_kb": imported, "peak_kb": status_k
 
 def run_child(args: dict[str, Any]) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **SDKS_PRELOADED},
     )
     child = json.loads(out.stdout.strip().splitlines()[-1])
     assert child["status"] == 200, out.stdout + out.stderr

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 
-from bench.common import local_stack, median, record, table
+from bench.common import SDKS_PRELOADED, local_stack, median, record, table
 from devstack.sample_photos import make_large_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
@@ -120,7 +120,7 @@ def main() -> None:
         assert stack.gateway is not None and stack.replicate is not None
         stack.gateway.latency_seconds = LATENCY
         stack.replicate.latency_seconds = LATENCY
-        env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "ERROR"}
+        env = {**os.environ, **SDKS_PRELOADED, "POWERTOOLS_LOG_LEVEL": "ERROR"}
         for _ in range(rounds):
             user_id, job_id, paths = seed_job(stack, photos)
             token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)

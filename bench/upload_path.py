@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, local_stack, median, table
+from bench.common import RESULTS, SDKS_PRELOADED, local_stack, median, table
 from devstack.sample_photos import make_large_photo
 from devstack.schema import create_user
 from devstack.tokens import user_access_token
@@ -63,7 +63,12 @@ print(json.dumps({"status": result["statusCode"], "body": result["body"], "secon
 
 
 def call(request: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+    env = {
+        **os.environ,
+        **SDKS_PRELOADED,
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
     out = subprocess.run(
         [sys.executable, "-c", CHILD],
         input=json.dumps(request),

@@ -68,7 +68,7 @@ def readable_failure(training: TrainingInfo) -> str:
             "ran past its time limit); start a new training."
         )
     if training.status == "aborted":
-        return "Replicate stopped the training before it began (for example a deadline); start it again."
+        return "Replicate stopped the training before it began (for example a deadline); start a new training."
     error = (training.error or "").strip()
     if error.startswith("Prediction input failed validation"):
         return (

@@ -35,6 +35,8 @@ from shared.retry import (
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -121,7 +123,9 @@ class Trainer(Protocol):
         ...
 
 
-def build_replicate_client(settings: Settings, timeout: httpx.Timeout | None = None) -> Any:
+def build_replicate_client(
+    settings: Settings, timeout: httpx.Timeout | None = None, tls: ssl.SSLContext | None = None
+) -> Any:
     import httpx
     import replicate
 
@@ -134,6 +138,7 @@ def build_replicate_client(settings: Settings, timeout: httpx.Timeout | None = N
         headers={"Authorization": f"Bearer {token}", "User-Agent": "flurrty-twin-backend"},
         timeout=timeout or httpx.Timeout(10.0, read=30.0, write=60.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=20),
+        verify=tls or True,
     )
     return client
 

@@ -30,11 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from aws_lambda_powertools import Logger
+
 from shared.errors import AppError, Conflict, UpstreamError
 from shared.jobs import JobStore, owned_job
 from shared.models import PROGRESS_TRAINING_STARTED, Job, JobStatus
 from shared.notify import LogNotifier, Notifier
-from shared.observability import record_training_started
+from shared.observability import record_training_finished, record_training_started
 from shared.photo_store import ObjectMissing, PhotoStore
 from shared.progress import estimate_completion
 from shared.retry import Deadline, call_with_retry, is_httpx_error, is_transient
@@ -45,10 +47,15 @@ from shared.training_zip import write_training_zip
 if TYPE_CHECKING:
     import httpx
 
+logger = Logger(child=True)
+
 PHOTO_FETCH_CONCURRENCY = 6
 STREAM_CHUNK_BYTES = 256 * 1024
 PhotoFetch = Callable[[str, IO[bytes]], Any]  # (object path, file to write it into)
-NOT_STARTED_MESSAGE = "We could not start your training on Replicate; please try again."
+# A failed job stays failed: the way forward is a new job, so the message says so.
+NOT_STARTED_MESSAGE = (
+    "We could not start your training on Replicate; upload your photos again to start a new one."
+)
 
 
 @dataclass
@@ -122,17 +129,22 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = Tr
         if job.replicate_file_url is None:
             if not may_create:
                 return _fail(job, token, NOT_STARTED_MESSAGE, deps)
-            job = _upload_zip(job, token, deps)  # a fresh zip: no training can use it yet
-        elif job.claimed_at is not None:
-            # An earlier attempt got this far; it may have created the training before dying.
-            since = job.claimed_at - CLOCK_SKEW
-            training = deps.trainer.find_training(job.replicate_file_url, since)
+            deps.trainer.ensure_destination()
+            # A fresh zip: no training can use it yet. Saving its URL also renews the claim.
+            job, token = _upload_zip(job, token, deps)
+        else:
+            if job.claimed_at is not None:
+                # An earlier attempt got this far; it may have created the training before dying.
+                since = job.claimed_at - CLOCK_SKEW
+                training = deps.trainer.find_training(job.replicate_file_url, since)
+            if training is None:
+                if not may_create:
+                    return _fail(job, token, NOT_STARTED_MESSAGE, deps)
+                deps.trainer.ensure_destination()
+                token = _renew_claim(job, token, deps)
         assert job.replicate_file_url is not None
         if training is None:
-            if not may_create:
-                return _fail(job, token, NOT_STARTED_MESSAGE, deps)
-            deps.trainer.ensure_destination()
-            token = _renew_claim(job, token, deps)
+            # The claim was renewed just now (with the zip's URL, or above): create right away.
             training = deps.trainer.create_training(
                 job.replicate_file_url, webhook_url(deps.settings, job.id)
             )
@@ -150,21 +162,29 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = Tr
         return current
 
 
-def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> Job:
+def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> tuple[Job, uuid.UUID]:
+    """Zip and upload the photos, then save the file's URL and renew the claim in one write
+    (the renewal `_renew_claim` would make next, before the paid call, saved a round trip)."""
     # A named file: the replicate client reads `.name` for the upload's filename part.
     with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
         write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
         uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
+    renewed = uuid.uuid4()
     saved = deps.jobs.update(
         job.id,
-        {"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},
+        {
+            "replicate_file_id": uploaded.id,
+            "replicate_file_url": uploaded.url,
+            "claim_token": renewed,
+            "last_checked_at": datetime.now(UTC),
+        },
         expect_status=JobStatus.TRAINING,
         expect_claim=token,
     )
     if saved is None:
         deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
         raise ClaimLost
-    return saved
+    return saved, renewed
 
 
 def fetched_in_order(deps: StartDeps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
@@ -288,6 +308,8 @@ def _fail(job: Job, token: uuid.UUID, message: str, deps: StartDeps) -> Job:
     )
     if failed is None:
         raise ClaimLost
+    logger.warning("training could not start", extra={"job_id": str(job.id), "reason": message})
+    record_training_finished(failed)  # JobsFailed counts jobs that never trained too
     return failed
 
 

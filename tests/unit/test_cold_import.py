@@ -115,6 +115,7 @@ def test_a_request_refused_before_the_network_loads_no_http_client(name: str) ->
 def test_init_ahead_of_time_imports_every_path_sdk(name: str, init_type: str) -> None:
     _, loaded = run_handler(name, AWS_LAMBDA_INITIALIZATION_TYPE=init_type)
     assert PRELOADED[name] <= loaded, f"missing {sorted(PRELOADED[name] - loaded)}"
+    assert "pydantic.plugin._loader" in loaded  # the models were built during init too
 
 
 def test_powertools_event_handler_package_still_exports_everything() -> None:
@@ -161,3 +162,33 @@ assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolve
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_client_shares_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each TLS context loads the whole CA bundle; a start path builds three clients.
+    from shared import clients
+
+    settings = make_settings()
+    for key, value in {
+        "SUPABASE_URL": settings.supabase_url,
+        "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
+        "SUPABASE_JWT_SECRET": "unit-test-secret-unit-test-secret-0123456789",
+        "REPLICATE_API_TOKEN": "r8_test",
+        "REPLICATE_TRAINER_VERSION": "a" * 64,
+        "REPLICATE_DESTINATION_MODEL": "flurrty/flurrty-twins",
+        "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "WEBHOOK_BASE_URL": "https://status.test",
+    }.items():
+        monkeypatch.setenv(key, value)
+    clients.reset()
+    try:
+        https = [
+            clients.postgrest_client().session,
+            clients.storage_client()._client,
+            clients.storage_stream_http(),
+            clients.replicate_client()._client,
+        ]
+        contexts = {id(http._transport._pool._ssl_context) for http in https}
+        assert contexts == {id(clients.tls_context())}
+    finally:
+        clients.reset()

@@ -224,3 +224,31 @@ def test_metrics_are_emitted_as_emf_where_the_events_happen(monkeypatch, capsys)
     assert emf["JobsStarted"] == [1.0, 1.0]
     assert emf["JobsCompleted"] == [1.0] and emf["JobsFailed"] == [1.0]
     assert emf["TrainingSeconds"] == [400.0] and emf["TrainingCostUSD"] == [0.8]
+
+
+def test_a_start_whose_photos_are_gone_fails_the_job_and_counts_it(monkeypatch, capsys, caplog):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()
+    deps = make_deps()
+    user_id, job_id = uuid.uuid4(), uuid.uuid4()
+    deps.jobs.insert(
+        {
+            "id": job_id,
+            "user_id": user_id,
+            "furrsona_name": "Ember",
+            "status": "pending",
+            "progress": 20,
+            "photo_urls": [f"{user_id}/{job_id}/01.jpg"],  # never stored
+        }
+    )
+    caplog.set_level(logging.WARNING)
+    failed = start_training(user_id, job_id, deps)
+    assert failed.status is JobStatus.FAILED and failed.replicate_training_id is None
+    assert failed.error_message is not None and "upload them again" in failed.error_message
+    assert trainer_of(deps).trainings == {}  # nothing was charged
+    logged = [r for r in caplog.records if r.getMessage() == "training could not start"]
+    assert len(logged) == 1 and getattr(logged[0], "job_id", None) == str(job_id)
+    capsys.readouterr()
+    metrics.flush_metrics()
+    [emf] = emf_lines(capsys.readouterr().out)
+    assert emf["JobsFailed"] == [1.0] and "JobsStarted" not in emf
