@@ -19,9 +19,6 @@ class AppError(Exception):
         if status is not None:
             self.status = status
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
-
 
 class BadRequest(AppError):
     status, code = 400, "bad_request"

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from shared.auth import Caller, authenticate
+from shared.auth import Caller, authenticate, check_claimed_user
 from shared.errors import AppError, BadRequest, ConfigError, PayloadTooLarge, Unprocessable
 from shared.function_url_resolver import (
     LambdaFunctionUrlResolver,
@@ -17,6 +17,7 @@ from shared.function_url_resolver import (
     Response,
     content_types,
 )
+from shared.models import JobRequest
 from shared.observability import logger
 from shared.retry import Deadline
 from shared.settings import get_settings
@@ -117,6 +118,18 @@ def parse_job_id(raw: object) -> UUID:
         return UUID(str(raw))
     except ValueError:
         raise BadRequest("jobId must be a job id (a UUID).", code="invalid_job_id") from None
+
+
+def query_job_id(app: LambdaFunctionUrlResolver) -> UUID:
+    return parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+
+
+def job_request(app: LambdaFunctionUrlResolver) -> tuple[Caller, JobRequest]:
+    """The caller and their JSON `{jobId, userId?}`; a `userId` must be the caller's own."""
+    who = caller(app)
+    request = parse_model(JobRequest, json_body(app))
+    check_claimed_user(who, request.user_id)
+    return who, request
 
 
 def deadline(app: LambdaFunctionUrlResolver) -> Deadline:

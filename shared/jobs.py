@@ -6,19 +6,19 @@ callers racing on one job cannot both win; the database trigger enforces the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from shared.errors import Conflict, UpstreamError
-from shared.models import Job, JobStatus
+from shared.errors import Conflict, NotFound, UpstreamError
+from shared.models import FINAL_STATUSES, Job, JobStatus
 from shared.retry import (
     NO_DEADLINE,
     RETRYABLE_STATUS,
     Deadline,
     call_with_retry,
-    is_httpx_error,
+    httpx_errors,
     is_transient,
 )
 
@@ -130,10 +130,8 @@ class PostgrestJobStore:
             if exc.code in ("PGRST301", "42501") or _db_transient(exc):
                 raise UpstreamError("The job database is not available right now.") from exc
             raise
-        except Exception as exc:
-            if is_httpx_error(exc):
-                raise UpstreamError("The job database is not reachable right now.") from exc
-            raise
+        except httpx_errors("TransportError") as exc:
+            raise UpstreamError("The job database is not reachable right now.") from exc
 
     def insert(self, row: dict[str, Any]) -> Job:
         body = {k: to_db(v) for k, v in row.items()}
@@ -174,11 +172,8 @@ class PostgrestJobStore:
         expect_claim: UUID | None = None,
     ) -> Job | None:
         body = {k: to_db(v) for k, v in changes.items()}
-        attempts = 0
 
-        def patch() -> Any:
-            nonlocal attempts
-            attempts += 1
+        def query() -> Any:
             query = self._client.table(TABLE).update(body).eq("id", str(job_id))
             if isinstance(expect_status, JobStatus):
                 query = query.eq("status", expect_status.value)
@@ -186,23 +181,35 @@ class PostgrestJobStore:
                 query = query.in_("status", [s.value for s in expect_status])
             if expect_claim is not None:
                 query = query.eq("claim_token", str(expect_claim))
-            return query.retry(False).execute()
+            return query
+
+        return self._conditional_patch(job_id, query, lambda row: _matches(row, changes))
+
+    def _conditional_patch(
+        self, job_id: UUID, query: Callable[[], Any], landed: Callable[[Job], bool]
+    ) -> Job | None:
+        """Run a PATCH whose filters make it a compare-and-set; the row it wrote, or None.
+
+        Repeating it is safe, but an answer can be lost: a broken connection after the commit,
+        or a repeat that then finds the row no longer as expected. The row itself says then
+        whether our change is in (`landed`)."""
+        attempts = 0
+
+        def patch() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return query().retry(False).execute()
 
         try:
             res = self._run(patch)
         except UpstreamError:
-            # The PATCH may have committed before the connection broke: read back before giving up.
-            if (current := self.get(job_id)) is not None and _matches(current, changes):
+            if (current := self.get(job_id)) is not None and landed(current):
                 return current
             raise
         if res.data:
             return Job.model_validate(res.data[0])
-        if attempts > 1:
-            # An earlier attempt may have committed and lost its answer; the repeat then finds the
-            # row no longer as expected. The row itself says whether our change is in.
-            current = self.get(job_id)
-            if current is not None and _matches(current, changes):
-                return current
+        if attempts > 1 and (current := self.get(job_id)) is not None and landed(current):
+            return current
         return None
 
     def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
@@ -223,38 +230,22 @@ class PostgrestJobStore:
     def compare_and_set(
         self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
     ) -> bool:
-        attempts = 0
 
-        def patch() -> Any:
-            nonlocal attempts
-            attempts += 1
+        def query() -> Any:
             query = self._client.table(TABLE).update({column: to_db(new)}).eq("id", str(job_id))
             if expected is None:
-                query = query.is_(column, "null")
-            else:
-                query = query.eq(column, to_db(expected))
-            return query.retry(False).execute()
+                return query.is_(column, "null")
+            return query.eq(column, to_db(expected))
 
-        try:
-            res = self._run(patch)
-        except UpstreamError:
-            # The PATCH may have committed before the connection broke: the row tells.
-            if (current := self.get(job_id)) is not None and getattr(current, column) == new:
-                return True
-            raise
-        if res.data:
-            return True
-        if attempts > 1:  # an earlier attempt may have committed and lost its answer
-            current = self.get(job_id)
-            return current is not None and getattr(current, column) == new
-        return False
+        landed = self._conditional_patch(job_id, query, lambda row: getattr(row, column) == new)
+        return landed is not None
 
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         res = self._run(
             lambda: (
                 self._client.table(TABLE)
                 .select("*")
-                .in_("status", [JobStatus.COMPLETED.value, JobStatus.FAILED.value])
+                .in_("status", [s.value for s in FINAL_STATUSES])
                 .is_("notified_at", "null")
                 .is_("deletion_requested_at", "null")
                 .not_.is_("replicate_training_id", "null")
@@ -302,7 +293,5 @@ def owned_job(jobs: JobStore, job_id: UUID, user_id: UUID, *, include_deleted: b
     job = jobs.get(job_id)
     hidden = job is not None and job.deletion_requested_at is not None and not include_deleted
     if job is None or job.user_id != user_id or hidden:
-        from shared.errors import NotFound
-
         raise NotFound("No training job with this id belongs to you.", code="job_not_found")
     return job

@@ -22,7 +22,11 @@ class JobStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
+ACTIVE_STATUSES = (JobStatus.UPLOADING, JobStatus.PENDING, JobStatus.TRAINING)
 
 
 # The moves the database trigger allows (supabase/migrations); the code never tries another.

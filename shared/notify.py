@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger
 from shared.errors import UpstreamError
 from shared.jobs import JobStore
 from shared.models import Job, JobStatus
-from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_httpx_error
+from shared.retry import NO_DEADLINE, Deadline, call_with_retry, httpx_errors
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -120,10 +120,8 @@ class SupabaseUserDirectory:
 
         try:
             response = call_with_retry(get)
-        except Exception as exc:
-            if is_httpx_error(exc, "HTTPError") or isinstance(exc, OSError):
-                raise UpstreamError("Supabase Auth is not available right now.") from exc
-            raise
+        except (*httpx_errors("HTTPError"), OSError) as exc:
+            raise UpstreamError("Supabase Auth is not available right now.") from exc
         if response.status_code == 404:
             return None
         email = response.json().get("email")

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Final
 
 PHOTO_CONTENT_TYPE: Final = "image/jpeg"
-SUPPORTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "HEIF")
 # What a browser may declare for a photo we accept (signed-upload requests, bucket MIME list).
 # Only a hint for the client: the content decides, not the declared type.
 ACCEPTED_UPLOAD_CONTENT_TYPES: Final = frozenset(

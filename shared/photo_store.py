@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.errors import UpstreamError
-from shared.retry import NO_DEADLINE, Deadline, call_with_retry, is_httpx_error, is_transient
+from shared.retry import NO_DEADLINE, Deadline, call_with_retry, httpx_errors, is_transient
 
 
 class PhotoStore(Protocol):
@@ -58,10 +59,8 @@ def _storage_transient(exc: BaseException) -> bool:
 
 class SupabasePhotoStore:
     def __init__(self, client: Any, bucket: str, deadline: Deadline = NO_DEADLINE):
-        self._client = client
-        self._build_client: Callable[[], Any] | None = None
+        self._connect: Callable[[], Any] = lambda: client
         self._bucket_name = bucket
-        self._proxy: Any = None
         self.deadline = deadline
 
     @classmethod
@@ -71,23 +70,19 @@ class SupabasePhotoStore:
         """A store that builds its client (importing storage3) at its first Storage call, so a
         request that never touches a photo (a status read) never pays for it."""
         store = cls(None, bucket, deadline)
-        store._build_client = build_client
+        store._connect = build_client
         return store
 
-    @property
+    @functools.cached_property
     def _bucket(self) -> Any:
-        if self._proxy is None:
-            if self._client is None and self._build_client is not None:
-                self._client = self._build_client()
-            self._proxy = self._client.from_(self._bucket_name)  # storage3 SyncBucketProxy
-        return self._proxy
+        return self._connect().from_(self._bucket_name)  # storage3 SyncBucketProxy
 
     def _run(self, operation: Any) -> Any:
         try:
             return call_with_retry(operation, deadline=self.deadline, transient=_storage_transient)
+        except httpx_errors("TransportError") as exc:
+            raise UpstreamError("Photo storage is not reachable right now.") from exc
         except Exception as exc:
-            if is_httpx_error(exc):
-                raise UpstreamError("Photo storage is not reachable right now.") from exc
             if getattr(exc, "status", None) == "404":
                 raise ObjectMissing(str(exc)) from exc
             if _storage_transient(exc):

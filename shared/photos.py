@@ -62,8 +62,6 @@ _ORIENTATION_TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 
-_heif_opener_registered = False
-
 
 @dataclass(frozen=True)
 class NormalisedPhoto:
@@ -336,16 +334,13 @@ def _open(raw: bytes, fmt: str, limits: PhotoLimits, label: str) -> ImageFile.Im
         raise _corrupt(label) from None
 
 
+@functools.cache
 def _register_heif_opener() -> None:
     """Import pillow_heif only when a HEIF arrives: it roughly doubles Pillow's import time."""
-    global _heif_opener_registered
-    if _heif_opener_registered:
-        return
     import pillow_heif
 
     # We decode the primary image only: skip parsing thumbnails, depth and auxiliary images.
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-    _heif_opener_registered = True
 
 
 def _orientation_before_load(img: Image.Image) -> int:

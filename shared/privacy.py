@@ -30,19 +30,18 @@ from aws_lambda_powertools import Logger
 
 from shared.errors import Conflict
 from shared.jobs import owned_job
-from shared.models import CamelModel, Job, JobStatus
+from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, CamelModel, Job, JobStatus
 from shared.retry import Deadline
 from shared.status import apply_training
 from shared.trainer import CLOCK_SKEW, TrainingInfo
-from shared.training import StartDeps
+from shared.training import StartDeps, last_sign_of_life
+from shared.upload_expiry import job_objects
 
 logger = Logger(child=True)
 
 CANCELED_MESSAGE = "Canceled by user."
 DELETED_MESSAGE = "Deleted by user."
 DELETED_NAME = "(deleted)"  # the column may not be blank
-ACTIVE = (JobStatus.UPLOADING, JobStatus.PENDING, JobStatus.TRAINING)
-FINAL = (JobStatus.COMPLETED, JobStatus.FAILED)
 CLEANUP_BATCH = 500
 
 # What a finished deletion leaves of the person: nothing but ids and times.
@@ -111,7 +110,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: StartDeps) -> Job:
     if training is not None:
         changes["last_replicate_status"] = training.status
     # Any active status: a concurrent start (pending -> training) loses its claim to this write.
-    canceled = deps.jobs.update(job.id, changes, expect_status=ACTIVE)
+    canceled = deps.jobs.update(job.id, changes, expect_status=ACTIVE_STATUSES)
     if canceled is None:
         current = owned_job(deps.jobs, job_id, user_id)
         if training is None or current.status is not JobStatus.FAILED:
@@ -159,14 +158,14 @@ def _mark_for_deletion(job: Job, deps: StartDeps) -> Job:
                 "estimated_completion": None,
                 **_no_notice(job),
             },
-            expect_status=ACTIVE,
+            expect_status=ACTIVE_STATUSES,
         )
         if marked is not None:
             logger.info("deletion requested", extra={"job_id": str(job.id)})
             return marked
     # Final already, or it became final meanwhile (a final status never changes again).
     marked = deps.jobs.update(
-        job.id, {"deletion_requested_at": now, **_no_notice(job)}, expect_status=FINAL
+        job.id, {"deletion_requested_at": now, **_no_notice(job)}, expect_status=FINAL_STATUSES
     )
     if marked is None:
         raise Conflict(
@@ -251,7 +250,7 @@ def _start_may_run(job: Job, now: datetime, deps: StartDeps) -> bool:
     The sweep's takeover of a stalled start renews `last_checked_at`, not `claimed_at`."""
     if job.replicate_training_id is not None or job.replicate_file_id is None:
         return False
-    started = max((t for t in (job.claimed_at, job.last_checked_at) if t is not None), default=None)
+    started = last_sign_of_life(job)
     window = timedelta(seconds=deps.settings.claim_timeout_seconds)
     return started is not None and now - started < window
 
@@ -301,8 +300,7 @@ def _release_replicate(
 def _remove_photos(job: Job, deps: StartDeps, now: datetime, stamps: dict[str, Any]) -> bool:
     if job.photos_deleted_at is not None:
         return True
-    stored = deps.photos.list_names(f"{job.user_id}/{job.id}/")
-    deps.photos.remove(sorted(set(job.photo_urls) | set(stored)))
+    deps.photos.remove(job_objects(job, deps.photos))
     # A signed upload URL still valid could put a photo back: look again until they expire.
     if job.upload_expires_at is not None and now < job.upload_expires_at:
         return False

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import AppError
 
@@ -97,16 +97,17 @@ def retry_after_of(exc: BaseException) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def is_httpx_error(exc: BaseException, error: str = "TransportError") -> bool:
-    """isinstance(exc, httpx.<error>) without importing httpx: until a client has loaded it, no
-    exception can be one of its errors (cold starts that never reach the network skip ~30 ms)."""
+def httpx_errors(*names: str) -> Any:
+    """The httpx exception classes `names`, for `except` and isinstance, without importing httpx:
+    until a client has loaded it no exception can be one of them, so it is `()`, which matches
+    nothing (cold starts that never reach the network skip ~30 ms)."""
     httpx_module = sys.modules.get("httpx")
-    return httpx_module is not None and isinstance(exc, getattr(httpx_module, error))
+    return tuple(getattr(httpx_module, name) for name in names) if httpx_module else ()
 
 
 def is_transient(exc: BaseException) -> bool:
     """Network trouble or a status that says "try again"."""
-    if is_httpx_error(exc):
+    if isinstance(exc, httpx_errors("TransportError")):
         return True
     status = status_of(exc)
     return status in RETRYABLE_STATUS
@@ -121,7 +122,7 @@ def was_refused(exc: BaseException) -> bool:
 
     A timeout, a dropped connection or a 500/502/504 may come after the server acted on it.
     """
-    if any(is_httpx_error(exc, name) for name in ("ConnectError", "ConnectTimeout", "PoolTimeout")):
+    if isinstance(exc, httpx_errors("ConnectError", "ConnectTimeout", "PoolTimeout")):
         return True
     return status_of(exc) in REFUSED_STATUS
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared import webhooks
-from shared.errors import BadRequest, Conflict, UpstreamError
+from shared.errors import BadRequest, Conflict, NotFound, UpstreamError
 from shared.jobs import owned_job
 from shared.models import Job, JobStatus, StatusResponse
 from shared.notify import notify_once
@@ -36,15 +36,26 @@ def status_response(job: Job) -> StatusResponse:
 
 
 def apply_training(
-    job: Job, training: TrainingInfo, deps: StartDeps, *, extra: dict | None = None
+    job: Job,
+    training: TrainingInfo,
+    deps: StartDeps,
+    *,
+    extra: dict | None = None,
+    planned: dict | None = None,
 ) -> Job:
-    """Move the row to what `training` says, if it is still in the state we read."""
-    now = datetime.now(UTC)
-    changes = plan_update(job, training, now, deps.settings)
-    if extra:
-        changes.update(extra)
+    """Move the row to what `training` says, if it is still in the state we read.
+
+    `planned`: the `plan_update` of this job and training, when the caller made it already."""
+    if planned is None:
+        planned = plan_update(job, training, datetime.now(UTC), deps.settings)
+    changes = {**planned, **(extra or {})}
     if training.is_terminal and job.status is JobStatus.TRAINING:
         _log_finished(job, training)
+    return _write(job, changes, deps)
+
+
+def _write(job: Job, changes: dict, deps: StartDeps) -> Job:
+    """`changes` on the row if it is still in the state we read, then settle what moved."""
     updated = deps.jobs.update(job.id, changes, expect_status=job.status)
     if updated is None:  # moved meanwhile (webhook vs sweep): the newer row wins
         return _settle(job, deps.jobs.get(job.id) or job, deps, moved_by_us=False)
@@ -89,7 +100,8 @@ def refresh(job: Job, deps: StartDeps) -> Job:
         return _fail(
             job, deps, "Replicate has no record of this training any more; start a new one."
         )
-    if not training.is_terminal and _stuck(job, training, now, deps.settings):
+    planned = plan_update(job, training, now, deps.settings)
+    if not training.is_terminal and _stuck(job, training, planned, now, deps.settings):
         deps.trainer.cancel_training(training.id)  # first: a failed row would never cancel it
         return _fail(
             job,
@@ -97,13 +109,15 @@ def refresh(job: Job, deps: StartDeps) -> Job:
             f"The training made no progress for {deps.settings.training_stale_minutes:g} "
             "minutes and was canceled; start a new training.",
         )
-    return apply_training(job, training, deps)
+    return apply_training(job, training, deps, planned=planned)
 
 
-def _stuck(job: Job, training: TrainingInfo, now: datetime, settings: Settings) -> bool:
+def _stuck(
+    job: Job, training: TrainingInfo, planned: dict, now: datetime, settings: Settings
+) -> bool:
     """No progress for `training_stale_minutes`, counted from the row's last progress change
-    (however long the training has run), unless what Replicate says now is itself progress."""
-    planned = plan_update(job, training, now, settings)
+    (however long the training has run), unless what Replicate says now (`planned`, from
+    `plan_update`) is itself progress."""
     if planned.get("progress", job.progress) > job.progress:
         return False
     if training.status != job.last_replicate_status:
@@ -113,18 +127,12 @@ def _stuck(job: Job, training: TrainingInfo, now: datetime, settings: Settings) 
 
 
 def _fail(job: Job, deps: StartDeps, message: str) -> Job:
-    updated = deps.jobs.update(
-        job.id,
-        {
-            "status": JobStatus.FAILED,
-            "error_message": message,
-            "last_checked_at": datetime.now(UTC),
-        },
-        expect_status=JobStatus.TRAINING,
-    )
-    if updated is None:
-        return _settle(job, deps.jobs.get(job.id) or job, deps, moved_by_us=False)
-    return _settle(job, updated, deps, moved_by_us=True)
+    changes = {
+        "status": JobStatus.FAILED,
+        "error_message": message,
+        "last_checked_at": datetime.now(UTC),
+    }
+    return _write(job, changes, deps)  # job.status is TRAINING: refresh returned otherwise
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: StartDeps) -> Job:
@@ -164,8 +172,6 @@ def apply_webhook(job_id: UUID, headers: dict[str, str], body: bytes, deps: Star
         raise BadRequest("The webhook body is not a training object.", code="bad_webhook") from None
     job = deps.jobs.get(job_id)
     if job is None:
-        from shared.errors import NotFound
-
         raise NotFound("No training job with this id.", code="job_not_found")
     extra: dict = {"last_webhook_id": webhook_id}
     zip_url = training.input.get("input_images")

@@ -14,6 +14,7 @@ harmless to repeat.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from shared.retry import (
     NO_DEADLINE,
     Deadline,
     call_with_retry,
-    is_httpx_error,
+    httpx_errors,
     is_transient,
     status_of,
     was_refused,
@@ -145,8 +146,7 @@ def build_replicate_client(
 
 class ReplicateTrainer:
     def __init__(self, client: Any, settings: Settings, deadline: Deadline = NO_DEADLINE):
-        self._built_client = client
-        self._build_client: Callable[[], Any] | None = None
+        self._connect: Callable[[], Any] = lambda: client
         self._settings = settings
         self.deadline = deadline
 
@@ -157,14 +157,12 @@ class ReplicateTrainer:
         """A trainer that builds its client (importing the SDK) at its first Replicate call, so a
         request answered before reaching Replicate never pays for it."""
         trainer = cls(None, settings, deadline)
-        trainer._build_client = build_client
+        trainer._connect = build_client
         return trainer
 
-    @property
+    @functools.cached_property
     def _client(self) -> Any:
-        if self._built_client is None and self._build_client is not None:
-            self._built_client = self._build_client()
-        return self._built_client
+        return self._connect()
 
     def _run(
         self,
@@ -178,11 +176,11 @@ class ReplicateTrainer:
             return call_with_retry(
                 operation, deadline=deadline or self.deadline, transient=transient
             )
+        except httpx_errors("TransportError") as exc:
+            raise UpstreamError(
+                f"Replicate did not answer while {what}; try again shortly."
+            ) from exc
         except Exception as exc:
-            if is_httpx_error(exc):
-                raise UpstreamError(
-                    f"Replicate did not answer while {what}; try again shortly."
-                ) from exc
             status = status_of(exc)
             if status == 429:
                 raise UpstreamError(
@@ -224,17 +222,19 @@ class ReplicateTrainer:
         return self._request("GET", path).json()
 
     def upload_zip(self, fileobj: IO[bytes], filename: str, job_id: str) -> UploadedFile:
-        fileobj.seek(0)
-        digest = hashlib.file_digest(fileobj, "sha256").hexdigest()  # type: ignore[arg-type]
         since = datetime.now(UTC) - CLOCK_SKEW
         attempts = 0
 
         def create() -> UploadedFile:
             nonlocal attempts
             attempts += 1
-            # A repeat after a lost answer would leave a second copy of the photos: look first.
-            if attempts > 1 and (found := self._find_file(job_id, digest, since)) is not None:
-                return found
+            # A repeat after a lost answer would leave a second copy of the photos: look first
+            # (hashing the zip only then: a first attempt needs no digest).
+            if attempts > 1:
+                fileobj.seek(0)
+                digest = hashlib.file_digest(fileobj, "sha256").hexdigest()  # type: ignore[arg-type]
+                if (found := self._find_file(job_id, digest, since)) is not None:
+                    return found
             fileobj.seek(0)
             # Our own multipart POST, as the client's `files.create` builds it, but with a
             # timeout: the client sends uploads with none at all.
@@ -403,7 +403,7 @@ class ReplicateTrainer:
         def delete() -> None:
             try:
                 # 202: Replicate removes the version (and its predictions) asynchronously.
-                self._client._request("DELETE", path)
+                self._request("DELETE", path)
             except Exception as exc:
                 if status_of(exc) != 404:
                     raise

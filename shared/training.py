@@ -39,7 +39,7 @@ from shared.notify import LogNotifier, Notifier
 from shared.observability import record_training_finished, record_training_started
 from shared.photo_store import ObjectMissing, PhotoStore
 from shared.progress import estimate_completion
-from shared.retry import Deadline, call_with_retry, is_httpx_error, is_transient
+from shared.retry import Deadline, call_with_retry, httpx_errors, is_transient
 from shared.settings import Settings
 from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
@@ -113,9 +113,13 @@ def stalled_start(job: Job, settings: Settings, now: datetime) -> bool:
     `claim_timeout_seconds` (longer than the start function may run): the holder is gone."""
     if job.status is not JobStatus.TRAINING or job.replicate_training_id is not None:
         return False
-    timeout = timedelta(seconds=settings.claim_timeout_seconds)
-    signs_of_life = [t for t in (job.claimed_at, job.last_checked_at) if t is not None]
-    return not signs_of_life or now - max(signs_of_life) > timeout
+    last = last_sign_of_life(job)
+    return last is None or now - last > timedelta(seconds=settings.claim_timeout_seconds)
+
+
+def last_sign_of_life(job: Job) -> datetime | None:
+    """When the claim's holder last showed it was alive (claimed it, or renewed it)."""
+    return max((t for t in (job.claimed_at, job.last_checked_at) if t is not None), default=None)
 
 
 def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = True) -> Job:
@@ -141,7 +145,7 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = Tr
                 if not may_create:
                     return _fail(job, token, NOT_STARTED_MESSAGE, deps)
                 deps.trainer.ensure_destination()
-                token = _renew_claim(job, token, deps)
+                job, token = _renew_claim(job, token, deps)
         assert job.replicate_file_url is not None
         if training is None:
             # The claim was renewed just now (with the zip's URL, or above): create right away.
@@ -163,28 +167,22 @@ def launch(job: Job, token: uuid.UUID, deps: StartDeps, *, may_create: bool = Tr
 
 
 def _upload_zip(job: Job, token: uuid.UUID, deps: StartDeps) -> tuple[Job, uuid.UUID]:
-    """Zip and upload the photos, then save the file's URL and renew the claim in one write
-    (the renewal `_renew_claim` would make next, before the paid call, saved a round trip)."""
+    """Zip and upload the photos, then save the file's URL with the claim's renewal (one write
+    instead of two before the paid call)."""
     # A named file: the replicate client reads `.name` for the upload's filename part.
     with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
         write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
         uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
-    renewed = uuid.uuid4()
-    saved = deps.jobs.update(
-        job.id,
-        {
-            "replicate_file_id": uploaded.id,
-            "replicate_file_url": uploaded.url,
-            "claim_token": renewed,
-            "last_checked_at": datetime.now(UTC),
-        },
-        expect_status=JobStatus.TRAINING,
-        expect_claim=token,
-    )
-    if saved is None:
+    try:
+        return _renew_claim(
+            job,
+            token,
+            deps,
+            also={"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},
+        )
+    except ClaimLost:
         deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
-        raise ClaimLost
-    return saved, renewed
+        raise
 
 
 def fetched_in_order(deps: StartDeps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
@@ -240,12 +238,10 @@ def storage_fetch(http: httpx.Client, bucket_url: str, deadline: Deadline) -> Ph
 
         try:
             call_with_retry(attempt, deadline=deadline)
-        except Exception as exc:
-            if is_httpx_error(exc):
-                raise UpstreamError("Photo storage is not reachable right now.") from exc
-            if is_httpx_error(exc, "HTTPStatusError") and (
-                is_transient(exc) or exc.response.status_code >= 500  # type: ignore[attr-defined]
-            ):
+        except httpx_errors("TransportError") as exc:
+            raise UpstreamError("Photo storage is not reachable right now.") from exc
+        except httpx_errors("HTTPStatusError") as exc:
+            if is_transient(exc) or exc.response.status_code >= 500:
                 raise UpstreamError("Photo storage is not available right now.") from exc
             raise
 
@@ -261,8 +257,11 @@ def _storage_status(response: httpx.Response) -> object:
     return body.get("statusCode") if isinstance(body, dict) else None
 
 
-def _renew_claim(job: Job, token: uuid.UUID, deps: StartDeps) -> uuid.UUID:
-    """A fresh token and a fresh sign of life, right before the call that costs money.
+def _renew_claim(
+    job: Job, token: uuid.UUID, deps: StartDeps, also: dict[str, Any] | None = None
+) -> tuple[Job, uuid.UUID]:
+    """A fresh token and a fresh sign of life, right before the call that costs money, written
+    together with the fields `also`; the saved row and the new token.
 
     A resumer that read the row earlier now fails its compare-and-set on the old token, and one
     reading it now sees a live claim for another `claim_timeout_seconds`.
@@ -270,13 +269,13 @@ def _renew_claim(job: Job, token: uuid.UUID, deps: StartDeps) -> uuid.UUID:
     renewed = uuid.uuid4()
     saved = deps.jobs.update(
         job.id,
-        {"claim_token": renewed, "last_checked_at": datetime.now(UTC)},
+        {**(also or {}), "claim_token": renewed, "last_checked_at": datetime.now(UTC)},
         expect_status=JobStatus.TRAINING,
         expect_claim=token,
     )
     if saved is None:
         raise ClaimLost
-    return renewed
+    return saved, renewed
 
 
 def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: StartDeps) -> Job:

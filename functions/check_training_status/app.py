@@ -10,8 +10,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import clients, http, warmup
-from shared.auth import check_claimed_user
-from shared.models import JobRequest
 from shared.observability import logger, metrics
 from shared.privacy import cancel_job, delete_job, deletion_response
 from shared.retry import Deadline
@@ -32,23 +30,19 @@ def _answer(user_id: Any, job_id: Any) -> Any:
 @app.get("/")
 def status_get() -> Any:
     who = http.caller(app)
-    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    job_id = http.query_job_id(app)
     return _answer(who.user_id, job_id)
 
 
 @app.post("/")
 def status_post() -> Any:
-    who = http.caller(app)
-    request = http.parse_model(JobRequest, http.json_body(app))
-    check_claimed_user(who, request.user_id)
+    who, request = http.job_request(app)
     return _answer(who.user_id, request.job_id)
 
 
 @app.post("/cancel")
 def cancel_post() -> Any:
-    who = http.caller(app)
-    request = http.parse_model(JobRequest, http.json_body(app))
-    check_claimed_user(who, request.user_id)
+    who, request = http.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
     job = cancel_job(who.user_id, request.job_id, clients.start_deps(http.deadline(app)))
     return http.respond(200, status_response(job))
@@ -64,21 +58,19 @@ def _delete(user_id: Any, job_id: Any) -> Any:
 @app.delete("/")
 def delete_query() -> Any:
     who = http.caller(app)
-    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    job_id = http.query_job_id(app)
     return _delete(who.user_id, job_id)
 
 
 @app.post("/delete")
 def delete_post() -> Any:
-    who = http.caller(app)
-    request = http.parse_model(JobRequest, http.json_body(app))
-    check_claimed_user(who, request.user_id)
+    who, request = http.job_request(app)
     return _delete(who.user_id, request.job_id)
 
 
 @app.post("/webhooks/replicate")
 def replicate_webhook() -> Any:
-    job_id = http.parse_job_id(app.current_event.get_query_string_value("jobId", ""))
+    job_id = http.query_job_id(app)
     logger.append_keys(job_id=str(job_id))
     headers = dict(app.current_event.headers or {})
     job = apply_webhook(job_id, headers, http.raw_body(app), clients.start_deps(http.deadline(app)))

@@ -8,8 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import clients, http, warmup
-from shared.auth import check_claimed_user
-from shared.models import JobRequest, StartResponse
+from shared.models import StartResponse
 from shared.observability import logger, metrics
 from shared.training import start_training
 
@@ -20,9 +19,7 @@ warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 @app.post("/")
 def start() -> Any:
-    who = http.caller(app)
-    request = http.parse_model(JobRequest, http.json_body(app))
-    check_claimed_user(who, request.user_id)
+    who, request = http.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
     job = start_training(who.user_id, request.job_id, clients.start_deps(http.deadline(app)))
     return http.respond(

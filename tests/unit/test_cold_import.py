@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.helpers import make_settings
+from tests.unit.helpers import SETTINGS_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
@@ -58,19 +58,11 @@ print(json.dumps({"status": status, "loaded": sorted(m for m in json.loads(sys.a
 def run_handler(
     name: str, request: dict[str, str] | None = None, **env: str
 ) -> tuple[int | None, set[str]]:
-    settings = make_settings()
     environment = {
         **os.environ,
+        **SETTINGS_ENV,
         "PYTHONPATH": str(REPO),
         "POWERTOOLS_LOG_LEVEL": "ERROR",
-        "SUPABASE_URL": settings.supabase_url,
-        "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
-        "SUPABASE_JWT_SECRET": "unit-test-secret-unit-test-secret-0123456789",
-        "REPLICATE_API_TOKEN": "r8_test",
-        "REPLICATE_TRAINER_VERSION": "a" * 64,
-        "REPLICATE_DESTINATION_MODEL": "flurrty/flurrty-twins",
-        "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "WEBHOOK_BASE_URL": "https://status.test",
         **env,
     }
     watched = sorted(set(LAZY) | set().union(*PRELOADED.values()))
@@ -168,17 +160,7 @@ def test_every_client_shares_one_tls_context(monkeypatch: pytest.MonkeyPatch) ->
     # Each TLS context loads the whole CA bundle; a start path builds three clients.
     from shared import clients
 
-    settings = make_settings()
-    for key, value in {
-        "SUPABASE_URL": settings.supabase_url,
-        "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
-        "SUPABASE_JWT_SECRET": "unit-test-secret-unit-test-secret-0123456789",
-        "REPLICATE_API_TOKEN": "r8_test",
-        "REPLICATE_TRAINER_VERSION": "a" * 64,
-        "REPLICATE_DESTINATION_MODEL": "flurrty/flurrty-twins",
-        "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "WEBHOOK_BASE_URL": "https://status.test",
-    }.items():
+    for key, value in SETTINGS_ENV.items():
         monkeypatch.setenv(key, value)
     clients.reset()
     try:
