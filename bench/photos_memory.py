@@ -25,11 +25,9 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.common import RESULTS, SDKS_PRELOADED, local_stack, table
+from bench.common import SDKS_PRELOADED, local_stack, record, table
 from devstack.sample_photos import make_large_photo
-from devstack.schema import create_user
 from devstack.stack import LocalStack
-from devstack.tokens import user_access_token
 
 PHOTO_BYTES = 12 * 1024 * 1024
 MB = 1024 * 1024
@@ -91,8 +89,7 @@ def run_child(args: dict[str, Any]) -> dict[str, float]:
 def uploaded_job(stack: LocalStack, photos: list[tuple[str, str, bytes]]) -> tuple[str, str]:
     """A signed-upload job whose six photos are in Storage, as a browser would leave it."""
     assert stack.pg is not None
-    user_id = create_user(stack.pg.dsn())
-    token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
+    _, token = stack.sign_in()
     declared = [{"filename": n, "contentType": t, "size": len(d)} for n, t, d in photos]
     with httpx.Client(timeout=120) as http:
         created = http.post(
@@ -107,13 +104,6 @@ def uploaded_job(stack: LocalStack, photos: list[tuple[str, str, bytes]]) -> tup
                 target["url"], content=data, headers={"content-type": target["contentType"]}
             ).raise_for_status()
     return token, job["jobId"]
-
-
-def merge_results(section: str, figures: dict[str, Any]) -> None:
-    """Add these keys to `section` of bench/results.json, keeping every other key."""
-    data: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data.setdefault(section, {}).update(figures)
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def decoded_mb(data: bytes) -> float:
@@ -153,7 +143,7 @@ def main() -> None:
         "peak_ratio_to_largest_decoded": round(peak_mb / largest_decoded_mb, 2),
         "complete_seconds": round(complete["seconds"], 2),
     }
-    merge_results("upload", figures)
+    record("upload", figures, merge=True)
     table(
         "photos memory: complete of six 12 MB photos (1 HEIC), peak RSS over the imported process",
         [

@@ -22,9 +22,7 @@ import psycopg
 
 from bench.common import SDKS_PRELOADED, local_stack, median, record, table
 from devstack.sample_photos import make_large_photo
-from devstack.schema import create_user
 from devstack.stack import LocalStack
-from devstack.tokens import user_access_token
 
 PHOTO_BYTES = 8 * 1024 * 1024
 LATENCY = 0.02
@@ -54,8 +52,9 @@ print(json.dumps({"status": result["statusCode"], "seconds": seconds, "rss_befor
 
 
 def seed_job(stack: LocalStack, photos: list[bytes]) -> tuple[str, str, list[str]]:
+    """A pending job of a new user with `photos` in Storage: (the user's token, job id, paths)."""
     assert stack.pg is not None
-    user_id = create_user(stack.pg.dsn())
+    user_id, token = stack.sign_in()
     job_id = str(uuid.uuid4())
     paths = [f"{user_id}/{job_id}/{i:02d}.jpg" for i in range(1, len(photos) + 1)]
     key = stack.service_role_key
@@ -76,7 +75,7 @@ def seed_job(stack: LocalStack, photos: list[bytes]) -> tuple[str, str, list[str
             "values (%s, %s, 'Bench', 'pending', 20, %s)",
             (job_id, user_id, paths),
         )
-    return user_id, job_id, paths
+    return token, job_id, paths
 
 
 def pure_transfer(stack: LocalStack, paths: list[str]) -> float:
@@ -122,8 +121,7 @@ def main() -> None:
         stack.replicate.latency_seconds = LATENCY
         env = {**os.environ, **SDKS_PRELOADED, "POWERTOOLS_LOG_LEVEL": "ERROR"}
         for _ in range(rounds):
-            user_id, job_id, paths = seed_job(stack, photos)
-            token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
+            token, job_id, paths = seed_job(stack, photos)
             transfers.append(pure_transfer(stack, paths))
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, json.dumps({"token": token, "job": job_id})],

@@ -17,15 +17,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, SDKS_PRELOADED, local_stack, median, table
+from bench.common import SDKS_PRELOADED, local_stack, median, multipart_body, record, table
 from devstack.sample_photos import make_large_photo
-from devstack.schema import create_user
-from devstack.tokens import user_access_token
 
 MB = 1024 * 1024
 MULTIPART_PHOTO_BYTES = 1_200_000  # three fit under the 4 MB multipart cap (shared.upload)
@@ -82,21 +79,6 @@ def call(request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def multipart_body(photos: list[bytes]) -> tuple[bytes, str]:
-    boundary = "bench" + uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="fursonaName"\r\n\r\nBench\r\n'.encode()
-    ]
-    for i, data in enumerate(photos):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="p{i}.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), boundary
-
-
 def multipart_round(token: str, photos: list[bytes], tmp: str) -> tuple[float, float]:
     body, boundary = multipart_body(photos)
     with open(tmp, "wb") as f:
@@ -146,13 +128,6 @@ def signed_round(token: str, photos: list[bytes]) -> tuple[float, float]:
     return created["seconds"] + puts + completed["seconds"], peak
 
 
-def merge_results(section: str, figures: dict[str, Any]) -> None:
-    """Add these keys to `section`, keeping the keys other benchmarks wrote there."""
-    data: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data.setdefault(section, {}).update(figures)
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     multipart_photos = [make_large_photo(MULTIPART_PHOTO_BYTES, seed=40 + i) for i in range(3)]
     signed_photos = [make_large_photo(SIGNED_PHOTO_BYTES, seed=50 + i) for i in range(6)]
@@ -160,8 +135,7 @@ def main() -> None:
     signed: list[tuple[float, float]] = []
     with local_stack(schedule_seconds=None) as stack:
         assert stack.pg is not None
-        user_id = create_user(stack.pg.dsn())
-        token = user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
+        _, token = stack.sign_in()
         tmp = os.path.join(stack.options.data_dir, "multipart.body")
         for _ in range(ROUNDS):
             multipart.append(multipart_round(token, multipart_photos, tmp))
@@ -184,7 +158,7 @@ def main() -> None:
         # The worst of both flows: what an upload function needs over its imports.
         "peak_mb": round(max(multipart_peak, signed_peak), 1),
     }
-    merge_results("upload", figures)
+    record("upload", figures, merge=True)
     table(
         "upload path: throughput and peak memory over the imported handler (median of "
         f"{ROUNDS}; fresh process per request)",

@@ -23,9 +23,7 @@ import psycopg
 
 from bench.common import local_stack, median, record, table
 from devstack.sample_photos import make_photo
-from devstack.schema import create_user
 from devstack.stack import LocalStack
-from devstack.tokens import user_access_token
 
 BOOT_SECONDS = 0.2
 SHORTEST_TRAINING = 1.0
@@ -38,11 +36,8 @@ def start_jobs(stack: LocalStack, count: int, schedule: float, trainings: dict[s
     """`count` jobs started over HTTP into `trainings` (job id -> training id); their trainings
     end spread over one schedule period."""
     assert stack.pg is not None and stack.replicate is not None
-    user_id = create_user(stack.pg.dsn())
-    headers = {
-        "Authorization": "Bearer "
-        + user_access_token(stack.jwt_secret, stack.supabase_url, user_id)
-    }
+    _, token = stack.sign_in()
+    headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(timeout=60) as http:
         for i in range(count):
             photos = [

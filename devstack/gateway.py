@@ -24,12 +24,11 @@ import io
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -37,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 
-from devstack.ports import LOOPBACK, wait_for_port
+from devstack.ports import LOOPBACK, TrackingHTTPServer, wait_for_port
 from devstack.storage_emulator import (
     DEFAULT_UPLOAD_URL_TTL_SECONDS,
     StorageEmulator,
@@ -183,11 +182,6 @@ class RequestCounters:
                 out[key] = out.get(key, 0) + 1
         return out
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -264,33 +258,12 @@ def _json_reply(status: int, payload: Any, headers: list[tuple[str, str]] | None
     return _Reply(status, [("Content-Type", _JSON), *(headers or [])], json.dumps(payload).encode())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TrackingHTTPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], gateway: SupabaseGateway) -> None:
         self.gateway = gateway
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        # Keep-alive connections would otherwise keep being served after stop().
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from devstack.ports import LOOPBACK, free_port
+from devstack.ports import LOOPBACK, free_port, log_tail
 
 with warnings.catch_warnings():
     # The package's __init__ asks platformdirs for XDG_RUNTIME_DIR at import; we never use that dir.
@@ -208,7 +208,4 @@ class LocalPostgres:
                 time.sleep(0.02)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)

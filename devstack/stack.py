@@ -3,7 +3,6 @@ emulator), the Replicate emulator (or the real Replicate), and the three Functio
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import shutil
@@ -17,8 +16,9 @@ from devstack.ports import free_port
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import TRAINER_VERSION, ReplicateEmulator
-from devstack.schema import apply_schema
-from devstack.tokens import anon_key, service_role_key
+from devstack.replicate_emulator.common import new_webhook_secret
+from devstack.schema import apply_schema, create_user
+from devstack.tokens import anon_key, service_role_key, user_access_token
 
 FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
 DESTINATION_NAME = "flurrty-twins"
@@ -40,7 +40,7 @@ class LocalStack:
         self.options = options
         self.jwt_secret = secrets.token_urlsafe(32)
         self.replicate_token = options.real_replicate_token or "r8_local_" + secrets.token_hex(12)
-        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self.webhook_secret = new_webhook_secret()
         self.pg: LocalPostgres | None = None
         self.rest: LocalPostgrest | None = None
         self.gateway: SupabaseGateway | None = None
@@ -140,6 +140,12 @@ class LocalStack:
     def url(self, function: str) -> str:
         assert self.functions is not None
         return self.functions.url(function)
+
+    def sign_in(self, email: str | None = None) -> tuple[str, str]:
+        """A new user of this stack and an access token for them: (user id, token)."""
+        assert self.pg is not None
+        user_id = create_user(self.pg.dsn(), email)
+        return user_id, user_access_token(self.jwt_secret, self.supabase_url, user_id)
 
     def function_env(self) -> dict[str, str]:
         """The environment the handlers run with (what template.yaml sets in AWS)."""

@@ -18,9 +18,7 @@ from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_photo
-from devstack.schema import create_user
 from devstack.stack import LocalStack, StackOptions
-from devstack.tokens import user_access_token
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +77,7 @@ class User:
 @pytest.fixture
 def make_user(stack: LocalStack) -> Callable[[], User]:
     def make() -> User:
-        assert stack.pg is not None
-        user_id = create_user(stack.pg.dsn(), f"{uuid.uuid4().hex[:8]}@flurrty.test")
-        return User(user_id, user_access_token(stack.jwt_secret, stack.supabase_url, user_id))
+        return User(*stack.sign_in(f"{uuid.uuid4().hex[:8]}@flurrty.test"))
 
     return make
 

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.ports import LOOPBACK, free_port, wait_for_port
+from devstack.ports import LOOPBACK, TrackingHTTPServer, free_port, wait_for_port
 from devstack.replicate_emulator import common
 from devstack.replicate_emulator import trainer as tr
 from devstack.replicate_emulator.common import JSON
@@ -112,33 +112,12 @@ def _find_route(method: str, path: str) -> tuple[str | None, str | None, dict[st
     return template_seen, None, {}, template_seen is not None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TrackingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], emulator: ReplicateEmulator) -> None:
         self.emulator = emulator
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        # Idle keep-alive connections would otherwise outlive stop().
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -400,11 +379,6 @@ class ReplicateEmulator:
     def training(self, training_id: str) -> JSON:
         """The training as `GET /v1/trainings/{id}` shows it now."""
         return self.state.get_training(training_id)
-
-    def training_ids(self) -> list[str]:
-        """Every training id, newest first."""
-        with self.state.lock:
-            return [r.id for r in sorted(self.state.trainings.values(), key=lambda r: -r.seq)]
 
     def settle(self, training_id: str) -> JSON:
         """Run the rest of the training now: it ends as it would have, at this instant."""

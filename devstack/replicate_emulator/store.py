@@ -64,6 +64,8 @@ class FileRecord:
     metadata: JSON
     created: float
     seq: int
+    md5: str  # hex digests, computed once: the bytes never change
+    sha256: str
 
 
 @dataclass
@@ -246,14 +248,13 @@ class State:
     # --- files -----------------------------------------------------------------------
 
     def file_json(self, rec: FileRecord) -> JSON:
-        md5 = hashlib.md5(rec.data).hexdigest()
         return {
             "id": rec.id,
             "name": rec.name,
             "content_type": rec.content_type,
             "size": len(rec.data),
-            "etag": md5,
-            "checksums": {"sha256": hashlib.sha256(rec.data).hexdigest(), "md5": md5},
+            "etag": rec.md5,
+            "checksums": {"sha256": rec.sha256, "md5": rec.md5},
             "metadata": rec.metadata,
             "created_at": common.iso(rec.created, 3),
             "expires_at": common.iso(rec.created + 86400, 3),  # 24 h, as recorded
@@ -261,6 +262,8 @@ class State:
         }
 
     def create_file(self, name: str, content_type: str, data: bytes, metadata: JSON) -> JSON:
+        # Hashed outside the lock: every other request waits while it is held.
+        md5, sha256 = hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
         with self.lock:
             rec = FileRecord(
                 id=common.new_file_id(),
@@ -270,6 +273,8 @@ class State:
                 metadata=metadata,
                 created=self.clock(),
                 seq=self._next_seq(),
+                md5=md5,
+                sha256=sha256,
             )
             self.files[rec.id] = rec
             return self.file_json(rec)

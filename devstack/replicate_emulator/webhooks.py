@@ -73,12 +73,6 @@ class WebhookFaults:
                     return True
             return False
 
-    def list(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [
-                {"kind": f.kind, "remaining": f.remaining, "event": f.event} for f in self._items
-            ]
-
 
 @dataclass(order=True)
 class _Delivery:

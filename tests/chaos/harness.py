@@ -52,7 +52,6 @@ from shared.training import StartDeps, start_training
 from shared.upload import create_job_with_photos, normalise_all
 
 CHAOS_ERROR = "CUDA out of memory (injected by the chaos run)"
-CREATE_ROUTE = "/v1/models/{owner}/{name}/versions/{version}/trainings"
 
 
 @dataclass
