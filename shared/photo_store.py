@@ -49,10 +49,23 @@ class ObjectMissing(Exception):
     """The object is not in the bucket."""
 
 
-def _storage_transient(exc: BaseException) -> bool:
-    # Storage answers HTTP 400 with the real status in the body (reference/supabase.md 1.6).
+def storage_body_status(response: Any) -> object:
+    """Storage renders most errors as HTTP 400 with the real status in the body's statusCode
+    (reference/supabase.md 1.6)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("statusCode") if isinstance(body, dict) else None
+
+
+def storage_transient(exc: BaseException) -> bool:
+    """`is_transient`, reading the real status where Storage put it: storage3's error carries
+    it as `status`; a raw httpx error response (the streamed fetch) in its body."""
     status = getattr(exc, "status", None)
-    if isinstance(status, str) and status.isdigit() and int(status) >= 500:
+    if status is None and isinstance(exc, httpx_errors("HTTPStatusError")):
+        status = storage_body_status(exc.response)
+    if str(status).isdigit() and int(str(status)) >= 500:
         return True
     return is_transient(exc)
 
@@ -79,13 +92,13 @@ class SupabasePhotoStore:
 
     def _run(self, operation: Any) -> Any:
         try:
-            return call_with_retry(operation, deadline=self.deadline, transient=_storage_transient)
+            return call_with_retry(operation, deadline=self.deadline, transient=storage_transient)
         except httpx_errors("TransportError") as exc:
             raise UpstreamError("Photo storage is not reachable right now.") from exc
         except Exception as exc:
             if getattr(exc, "status", None) == "404":
                 raise ObjectMissing(str(exc)) from exc
-            if _storage_transient(exc):
+            if storage_transient(exc):
                 raise UpstreamError("Photo storage is not available right now.") from exc
             raise
 

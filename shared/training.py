@@ -37,9 +37,9 @@ from shared.jobs import JobStore, owned_job
 from shared.models import PROGRESS_TRAINING_STARTED, Job, JobStatus
 from shared.notify import LogNotifier, Notifier
 from shared.observability import record_training_finished, record_training_started
-from shared.photo_store import ObjectMissing, PhotoStore
+from shared.photo_store import ObjectMissing, PhotoStore, storage_body_status, storage_transient
 from shared.progress import estimate_completion
-from shared.retry import Deadline, call_with_retry, httpx_errors, is_transient
+from shared.retry import Deadline, call_with_retry, httpx_errors
 from shared.settings import Settings
 from shared.trainer import CLOCK_SKEW, Trainer, TrainingInfo
 from shared.training_zip import write_training_zip
@@ -230,31 +230,22 @@ def storage_fetch(http: httpx.Client, bucket_url: str, deadline: Deadline) -> Ph
             with http.stream("GET", f"{bucket_url}/{quote(path)}") as response:
                 if response.status_code >= 400:
                     response.read()
-                    if response.status_code == 404 or _storage_status(response) == "404":
+                    if response.status_code == 404 or storage_body_status(response) == "404":
                         raise ObjectMissing(path)
                     response.raise_for_status()
                 for chunk in response.iter_bytes(STREAM_CHUNK_BYTES):
                     out.write(chunk)
 
         try:
-            call_with_retry(attempt, deadline=deadline)
+            call_with_retry(attempt, deadline=deadline, transient=storage_transient)
         except httpx_errors("TransportError") as exc:
             raise UpstreamError("Photo storage is not reachable right now.") from exc
         except httpx_errors("HTTPStatusError") as exc:
-            if is_transient(exc) or exc.response.status_code >= 500:
+            if storage_transient(exc) or exc.response.status_code >= 500:
                 raise UpstreamError("Photo storage is not available right now.") from exc
             raise
 
     return fetch
-
-
-def _storage_status(response: httpx.Response) -> object:
-    """Storage renders most errors as HTTP 400 with the real status in the body's statusCode."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("statusCode") if isinstance(body, dict) else None
 
 
 def _renew_claim(

@@ -77,3 +77,25 @@ def test_storage_that_stays_down_is_an_upstream_error(
     )
     with pytest.raises(UpstreamError):
         fetch(path, io.BytesIO())
+
+
+def test_a_5xx_that_storage_renders_as_400_is_retried_then_reported(
+    stack: LocalStack, storage: httpx.Client, fetch: PhotoFetch
+):
+    # Storage answers most errors as HTTP 400 with the real status in the body's statusCode; the
+    # buffered store (storage3) already read it there, and so must the streamed fetch.
+    assert stack.gateway is not None
+    data = make_photo(320, 240, seed=10)
+    path = put(storage, data)
+    internal = {"statusCode": "503", "error": "Service Unavailable", "message": "busy"}
+    faults = stack.gateway.storage_faults
+    faults.add("GET", "^/storage/v1/object/", "status", status=400, body=internal, times=2)
+    out = io.BytesIO()
+    fetch(path, out)
+    assert out.getvalue() == data
+    faults.add("GET", "^/storage/v1/object/", "status", status=400, body=internal, times=None)
+    try:
+        with pytest.raises(UpstreamError):
+            fetch(path, io.BytesIO())
+    finally:
+        faults.clear()
