@@ -33,15 +33,18 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _service_role_headers() -> dict[str, str]:
+    key = get_settings().supabase_service_role_key.get_secret_value()
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
+
+
 def _supabase_http(timeout: float) -> httpx.Client:
     import httpx
 
-    settings = get_settings()
-    key = settings.supabase_service_role_key.get_secret_value()
     # HTTP/1.1 with short keep-alive: Lambda freezes between invocations and idle HTTP/2
     # connections die server-side (reference/supabase.md §6.1).
     return httpx.Client(
-        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        headers=_service_role_headers(),
         timeout=httpx.Timeout(timeout, connect=3.0),
         limits=httpx.Limits(
             max_connections=32, max_keepalive_connections=16, keepalive_expiry=20.0
@@ -56,11 +59,9 @@ def _supabase_http(timeout: float) -> httpx.Client:
 def postgrest_client() -> Any:
     from postgrest import SyncPostgrestClient
 
-    settings = get_settings()
-    key = settings.supabase_service_role_key.get_secret_value()
     return SyncPostgrestClient(
-        f"{settings.supabase_url}/rest/v1",
-        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        f"{get_settings().supabase_url}/rest/v1",
+        headers=_service_role_headers(),
         http_client=_supabase_http(10.0),
     )
 
@@ -69,11 +70,9 @@ def postgrest_client() -> Any:
 def storage_client() -> Any:
     from storage3 import SyncStorageClient
 
-    settings = get_settings()
-    key = settings.supabase_service_role_key.get_secret_value()
     return SyncStorageClient(
-        f"{settings.supabase_url}/storage/v1/",
-        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        f"{get_settings().supabase_url}/storage/v1/",
+        headers=_service_role_headers(),
         http_client=_supabase_http(30.0),
     )
 

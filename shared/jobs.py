@@ -6,10 +6,14 @@ callers racing on one job cannot both win; the database trigger enforces the sam
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
+
+from aws_lambda_powertools import Logger
 
 from shared.errors import Conflict, NotFound, UpstreamError
 from shared.models import FINAL_STATUSES, Job, JobStatus
@@ -21,6 +25,8 @@ from shared.retry import (
     httpx_errors,
     is_transient,
 )
+
+logger = Logger(child=True)
 
 TABLE = "ai_training_jobs"
 
@@ -295,3 +301,38 @@ def owned_job(jobs: JobStore, job_id: UUID, user_id: UUID, *, include_deleted: b
     if job is None or job.user_id != user_id or hidden:
         raise NotFound("No training job with this id belongs to you.", code="job_not_found")
     return job
+
+
+R = TypeVar("R")
+
+
+class Attempt(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"  # logged; the next sweep tries again
+    SKIPPED = "skipped"  # the deadline came first
+
+
+def for_each_job(
+    jobs: list[Job],
+    work: Callable[[Job], R],
+    *,
+    deadline: Deadline,
+    workers: int,
+    failure: str,
+) -> list[tuple[Job, Attempt, R | None]]:
+    """`work` on every job, `workers` at a time, starting none past the deadline; one job's
+    exception is logged as `failure` and never stops the others. Outcomes in `jobs` order."""
+
+    def attempt(job: Job) -> tuple[Attempt, R | None]:
+        if deadline.expired():
+            return Attempt.SKIPPED, None
+        try:
+            return Attempt.DONE, work(job)
+        except Exception:
+            logger.exception(failure, extra={"job_id": str(job.id)})
+            return Attempt.FAILED, None
+
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return [(job, *done) for job, done in zip(jobs, pool.map(attempt, jobs), strict=True)]

@@ -20,7 +20,6 @@ up by the zip (as crash recovery does) and not called clean.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared.errors import Conflict
-from shared.jobs import owned_job
+from shared.jobs import Attempt, for_each_job, owned_job
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, CamelModel, Job, JobStatus
 from shared.retry import Deadline
 from shared.status import apply_training
@@ -327,29 +326,22 @@ def sweep_cleanup(deps: StartDeps, deadline: Deadline) -> CleanupReport:
     cutoff = now - timedelta(days=deps.settings.photo_retention_days)
     jobs = deps.jobs.list_cleanup_due(cutoff, CLEANUP_BATCH)
     report = CleanupReport(seen=len(jobs))
-    if not jobs:
-        return report
-
-    def clean(job: Job) -> Job | BaseException | None:
-        if deadline.expired():
-            return None
-        try:
-            return tidy(job, deps, now)
-        except Exception as exc:
-            # One job's trouble never stops the others; the next sweep tries again.
-            logger.exception("cleanup of a job failed", extra={"job_id": str(job.id)})
-            return exc
-
-    workers = min(deps.settings.sweep_concurrency, len(jobs))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # The outcomes are counted here, in this thread.
-        for job, after in zip(jobs, pool.map(clean, jobs), strict=True):
-            if after is None:
-                report.skipped += 1
-            elif isinstance(after, BaseException):
-                report.errors += 1
-                report.failed_jobs.append(str(job.id))
-            else:
-                report.changed += after != job
-                report.deletions_finished += after.deleted_at is not None
+    outcomes = for_each_job(
+        jobs,
+        lambda job: tidy(job, deps, now),
+        deadline=deadline,
+        workers=deps.settings.sweep_concurrency,
+        failure="cleanup of a job failed",
+    )
+    # Counted here, in this thread.
+    for job, attempt, after in outcomes:
+        if attempt is Attempt.SKIPPED:
+            report.skipped += 1
+        elif attempt is Attempt.FAILED:
+            report.errors += 1
+            report.failed_jobs.append(str(job.id))
+        else:
+            assert after is not None  # tidy returns the row
+            report.changed += after != job
+            report.deletions_finished += after.deleted_at is not None
     return report

@@ -11,12 +11,11 @@ half-way.
 
 from __future__ import annotations
 
-import enum
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
+from shared.jobs import Attempt, for_each_job
 from shared.models import Job, JobStatus
 from shared.notify import send_pending_notices
 from shared.privacy import sweep_cleanup
@@ -40,44 +39,32 @@ class SweepReport:
     failed_jobs: list[str] = field(default_factory=list)
 
 
-class Outcome(enum.Enum):
-    CHANGED = "changed"
-    UNCHANGED = "unchanged"
-    ERROR = "error"
-    SKIPPED = "skipped"
-
-
 def sweep(deps: StartDeps, deadline: Deadline) -> SweepReport:
     """Check every active job, least recently checked first, until done or past the deadline."""
     jobs = deps.jobs.list_active([JobStatus.TRAINING], SWEEP_BATCH)
     report = SweepReport(seen=len(jobs))
-    if not jobs:
-        return report
 
-    def check(job: Job) -> Outcome:
-        if deadline.expired():
-            return Outcome.SKIPPED
-        try:
-            after = refresh(job, deps)
-        except Exception:
-            # One job's trouble never stops the others.
-            logger.exception("sweep could not check a job", extra={"job_id": str(job.id)})
-            return Outcome.ERROR
-        moved = after.status is not job.status or after.progress != job.progress
-        return Outcome.CHANGED if moved else Outcome.UNCHANGED
+    def moved(job: Job) -> bool:
+        after = refresh(job, deps)
+        return after.status is not job.status or after.progress != job.progress
 
-    workers = min(deps.settings.sweep_concurrency, len(jobs))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # Workers take the jobs in list order; the outcomes come back here, in this thread.
-        for job, outcome in zip(jobs, pool.map(check, jobs), strict=True):
-            if outcome is Outcome.SKIPPED:
-                report.skipped += 1
-            elif outcome is Outcome.ERROR:
-                report.errors += 1
-                report.failed_jobs.append(str(job.id))
-            else:
-                report.checked += 1
-                report.changed += outcome is Outcome.CHANGED
+    outcomes = for_each_job(
+        jobs,
+        moved,
+        deadline=deadline,
+        workers=deps.settings.sweep_concurrency,
+        failure="sweep could not check a job",
+    )
+    # Counted here, in this thread.
+    for job, attempt, changed in outcomes:
+        if attempt is Attempt.SKIPPED:
+            report.skipped += 1
+        elif attempt is Attempt.FAILED:
+            report.errors += 1
+            report.failed_jobs.append(str(job.id))
+        else:
+            report.checked += 1
+            report.changed += bool(changed)
     if report.skipped:
         logger.warning(
             "sweep reached its deadline; the jobs not checked go first next time",
