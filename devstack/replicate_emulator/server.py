@@ -13,11 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.ports import LOOPBACK, TrackingHTTPServer, free_port, wait_for_port
+from devstack.ports import LOOPBACK, Lifecycle, TrackingHTTPServer, free_port, wait_for_port
 from devstack.replicate_emulator import common
 from devstack.replicate_emulator import trainer as tr
 from devstack.replicate_emulator.common import JSON
@@ -188,7 +187,7 @@ def _problem(err: ApiError) -> Response:
     return Response(err.status, err.body, "application/problem+json", dict(err.headers))
 
 
-class ReplicateEmulator:
+class ReplicateEmulator(Lifecycle):
     """A local Replicate HTTP API (files, models, trainings, webhooks) on 127.0.0.1."""
 
     def __init__(
@@ -286,17 +285,6 @@ class ReplicateEmulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> ReplicateEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- test controls ------------------------------------------------------------------
 
