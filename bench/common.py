@@ -22,6 +22,28 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 SDKS_PRELOADED = {"AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency"}
 
 
+# The start of a child process that measures the upload handler: it imports the handler, and
+# `status_kb("VmHWM")` / `reset_peak()` read and reset the process's peak memory.
+UPLOAD_CHILD_PREAMBLE = r"""
+import importlib.util
+
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM back to the current RSS
+    except OSError:
+        pass
+
+spec = importlib.util.spec_from_file_location("upload_app", "functions/upload_training_photos/app.py")
+app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+"""
+
+
 def record(section: str, figures: dict[str, Any], *, merge: bool = False) -> None:
     """Write one benchmark's figures into bench/results.json under `section`; `merge` keeps the
     keys other benchmarks wrote there (several fill `upload`)."""

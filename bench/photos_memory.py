@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.common import SDKS_PRELOADED, local_stack, record, table
+from bench.common import SDKS_PRELOADED, UPLOAD_CHILD_PREAMBLE, local_stack, record, table
 from devstack.sample_photos import make_large_photo
 from devstack.stack import LocalStack
 
@@ -33,26 +33,17 @@ PHOTO_BYTES = 12 * 1024 * 1024
 MB = 1024 * 1024
 
 # Runs in a fresh interpreter: imports, peak reset, then the measured step; prints KiB figures.
-CHILD = r"""
+CHILD = (
+    UPLOAD_CHILD_PREAMBLE
+    + r"""
 import importlib.util, json, sys, time
 
-def status_kb(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-
-spec = importlib.util.spec_from_file_location("upload_app", "functions/upload_training_photos/app.py")
-app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
 import pillow_heif  # a HEIC loads it anyway: its import is fixed overhead, not per photo
 from devstack.function_urls import LambdaContext, build_event
-from shared.photo_rules import PhotoLimits
-from shared.photos import normalise_photo
+from shared.photos.rules import PhotoLimits
+from shared.photos.normalise import normalise_photo
 args = json.loads(sys.argv[1])
-try:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-except OSError:
-    pass
+reset_peak()
 imported = status_kb("VmRSS")
 began = time.perf_counter()
 if args["step"] == "complete":
@@ -67,6 +58,7 @@ else:
 seconds = time.perf_counter() - began
 print(json.dumps({"status": status, "imported_kb": imported, "peak_kb": status_kb("VmHWM"), "seconds": seconds}))
 """
+)
 
 
 def run_child(args: dict[str, Any]) -> dict[str, float]:

@@ -8,6 +8,7 @@ Run: `python -m bench.sweep_scale [--jobs 1000] [--latency 0.1]`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import time
@@ -21,10 +22,10 @@ from bench.common import local_stack, record, table
 from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import DESTINATION_NAME, LocalStack
-from shared import clients
-from shared.retry import Deadline
-from shared.sweep import sweep
-from shared.training import StartDeps
+from shared import bootstrap
+from shared.plumbing.deadline import Deadline
+from shared.services.deps import Deps
+from shared.services.sweep import sweep
 
 TRAINER_ROUTES = ("/v1/trainings/{id}", "/v1/trainings")
 
@@ -75,7 +76,7 @@ def reset_checks(stack: LocalStack) -> None:
 
 
 def timed_sweep(
-    stack: LocalStack, deps: StartDeps, limit_jobs: int | None = None
+    stack: LocalStack, deps: Deps, limit_jobs: int | None = None
 ) -> tuple[float, int, Any]:
     emulator = stack.replicate
     assert emulator is not None
@@ -102,14 +103,11 @@ def main() -> None:
         assert stack.replicate is not None
         seed_jobs(stack, args.jobs)
         stack.replicate.latency_seconds = args.latency
-        deps = clients.start_deps()
+        deps = bootstrap.deps()
         seconds, calls, report = timed_sweep(stack, deps)
         reset_checks(stack)
-        serial = StartDeps(
-            settings=deps.settings.model_copy(update={"sweep_concurrency": 1}),
-            jobs=clients.job_store(),
-            photos=deps.photos,
-            trainer=deps.trainer,
+        serial = dataclasses.replace(
+            bootstrap.deps(), settings=deps.settings.model_copy(update={"sweep_concurrency": 1})
         )
         sample_seconds, _, _ = timed_sweep(stack, serial, limit_jobs=args.sample)
     one_by_one = sample_seconds / args.sample * args.jobs

@@ -21,33 +21,32 @@ from typing import Any
 
 import httpx
 
-from bench.common import SDKS_PRELOADED, local_stack, median, multipart_body, record, table
+from bench.common import (
+    SDKS_PRELOADED,
+    UPLOAD_CHILD_PREAMBLE,
+    local_stack,
+    median,
+    multipart_body,
+    record,
+    table,
+)
 from devstack.sample_photos import make_large_photo
 
 MB = 1024 * 1024
-MULTIPART_PHOTO_BYTES = 1_200_000  # three fit under the 4 MB multipart cap (shared.upload)
+MULTIPART_PHOTO_BYTES = 1_200_000  # three fit under the 4 MB multipart cap (shared.api.requests)
 SIGNED_PHOTO_BYTES = 8 * MB
 ROUNDS = 3
 
 # Runs in a fresh interpreter: import the handler, reset the peak, answer one request.
-CHILD = r"""
+CHILD = (
+    UPLOAD_CHILD_PREAMBLE
+    + r"""
 import base64, json, sys, time, importlib.util
 
-def status_kb(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-
-spec = importlib.util.spec_from_file_location("upload_app", "functions/upload_training_photos/app.py")
-app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
 from devstack.function_urls import LambdaContext, build_event
 request = json.loads(sys.stdin.read())
 body = open(request["body_file"], "rb").read() if request.get("body_file") else request["body"].encode()
-try:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-except OSError:
-    pass
+reset_peak()
 imported = status_kb("VmRSS")
 event = build_event("POST", request["path"], request["headers"], body, "127.0.0.1")
 del body
@@ -57,6 +56,7 @@ seconds = time.perf_counter() - began
 print(json.dumps({"status": result["statusCode"], "body": result["body"], "seconds": seconds,
                   "over_imports_kb": status_kb("VmHWM") - imported}))
 """
+)
 
 
 def call(request: dict[str, Any]) -> dict[str, Any]:

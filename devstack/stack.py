@@ -202,9 +202,9 @@ class LocalStack(Lifecycle):
 
 
 def _reset_function_caches() -> None:
-    from shared import clients
+    from shared import bootstrap
 
-    clients.reset()
+    bootstrap.reset()
 
 
 def fresh_data_dir(path: Path) -> Path:

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from uuid import UUID
 
-from shared.errors import Conflict
-from shared.jobs import to_db
-from shared.models import ALLOWED_MOVES, Job, JobStatus
-from shared.photo_store import ObjectMissing, SignedUpload
-from shared.trainer import TrainingInfo, UploadedFile
+from shared.adapters.postgrest_jobs import to_db
+from shared.domain.job import ALLOWED_MOVES, Job, JobStatus
+from shared.domain.notice import CompletionNotice
+from shared.domain.training import TrainingInfo
+from shared.errors import AppError, ErrorCode
+from shared.ports import ObjectMissing, SignedUpload, UploadedFile
 
 
 class InMemoryJobStore:
@@ -31,6 +32,8 @@ class InMemoryJobStore:
             now = datetime.now(UTC)
             data = {"created_at": now, "updated_at": now, "progress_changed_at": now, **row}
             assert JobStatus(data["status"]) in (JobStatus.PENDING, JobStatus.UPLOADING)
+            if (existing := self.rows.get(data["id"])) is not None:
+                return Job.model_validate(existing)  # our own key again: the row it made
             job = Job.model_validate(data)
             self.rows[job.id] = job.model_dump()
             return job
@@ -65,9 +68,12 @@ class InMemoryJobStore:
             new = {**row, **{k: v for k, v in changes.items()}}
             old_status, new_status = JobStatus(row["status"]), JobStatus(new["status"])
             if old_status != new_status and (old_status, new_status) not in ALLOWED_MOVES:
-                raise Conflict(f"status move {old_status} -> {new_status} is not allowed")
+                raise AppError(
+                    ErrorCode.JOB_STATE_CHANGED,
+                    f"status move {old_status} -> {new_status} is not allowed",
+                )
             if new["progress"] < row["progress"]:
-                raise Conflict("progress may not decrease")
+                raise AppError(ErrorCode.JOB_STATE_CHANGED, "progress may not decrease")
             if new_status.is_final and not old_status.is_final:
                 new["completed_at"] = new.get("completed_at") or datetime.now(UTC)
             # Like the database trigger: the no-progress clock moves only when the job does.
@@ -155,6 +161,9 @@ class InMemoryPhotoStore:
             raise ObjectMissing(path)
         return self.objects[path]
 
+    def fetch_into(self, path: str, out: IO[bytes]) -> None:
+        out.write(self.get(path))
+
     def remove(self, paths: list[str]) -> None:
         for path in paths:
             self.objects.pop(path, None)
@@ -179,6 +188,18 @@ class InMemoryPhotoStore:
     def put_signed(self, token: str, data: bytes) -> None:
         """What a browser's PUT to a signed upload URL does."""
         self.objects[self.signed[token]] = bytes(data)
+
+
+class RecordingNotifier:
+    """Keeps every notice it is asked to send (in the order they came)."""
+
+    def __init__(self) -> None:
+        self.sent: list[CompletionNotice] = []
+        self.lock = threading.Lock()
+
+    def send(self, notice: CompletionNotice) -> None:
+        with self.lock:
+            self.sent.append(notice)
 
 
 class FakeTrainer:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,20 @@ from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack, StackOptions
 
 
+@contextmanager
+def stack_on(
+    pg: LocalPostgres, rest: LocalPostgrest, jwt_secret: str, data_dir: Path, **options: Any
+) -> Iterator[LocalStack]:
+    """A local stack on the session's Postgres and PostgREST. No timer: tests fire the schedule
+    themselves, so every sweep is deliberate."""
+    settings = StackOptions(data_dir=data_dir, schedule_seconds=None, boot_seconds=0.2, **options)
+    local = LocalStack(settings).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(
     pg: LocalPostgres,
@@ -28,18 +44,8 @@ def stack(
     jwt_secret: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalStack]:
-    # No timer: tests fire the schedule themselves so every sweep is deliberate.
-    options = StackOptions(
-        data_dir=tmp_path_factory.mktemp("stack"),
-        schedule_seconds=None,
-        boot_seconds=0.2,
-        train_seconds=1.5,
-    )
-    local = LocalStack(options).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
-    try:
-        yield local
-    finally:
-        local.stop()
+    with stack_on(pg, rest, jwt_secret, tmp_path_factory.mktemp("stack"), train_seconds=1.5) as s:
+        yield s
 
 
 @pytest.fixture

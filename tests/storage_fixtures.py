@@ -31,17 +31,13 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SupabaseGateway]:
     """One gateway per session; `gateway.url` is the SUPABASE_URL of the local project."""
-    gw = SupabaseGateway(
+    with SupabaseGateway(
         postgrest_url=rest.url,
         database_url=pg.dsn(),
         jwt_secret=jwt_secret,
         data_dir=tmp_path_factory.mktemp("storage"),
-    )
-    gw.start()
-    try:
+    ) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 @pytest.fixture

@@ -7,30 +7,25 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import clients, http, warmup
-from shared.models import StartResponse
-from shared.observability import logger, metrics
-from shared.training import start_training
+from shared import bootstrap
+from shared.api import app as api
+from shared.api import requests
+from shared.contract import StartResponse
+from shared.plumbing import warmup
+from shared.plumbing.observability import logger, metrics
+from shared.services.start import start_training
 
-app = http.make_app()
+app = api.make_app(bootstrap.settings)
 # SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
 warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
 @app.post("/")
 def start() -> Any:
-    who, request = http.job_request(app)
+    who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
-    job = start_training(who.user_id, request.job_id, clients.start_deps(http.deadline(app)))
-    return http.respond(
-        202,
-        StartResponse(
-            job_id=job.id,
-            training_id=job.replicate_training_id,
-            status=job.status,
-            progress=job.progress,
-        ),
-    )
+    job = start_training(who.user_id, request.job_id, bootstrap.deps(requests.deadline(app)))
+    return api.respond(202, StartResponse.of(job))
 
 
 @metrics.log_metrics

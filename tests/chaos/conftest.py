@@ -9,8 +9,9 @@ import pytest
 
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
 from tests.chaos.harness import ChaosOptions
+from tests.stack_fixtures import stack_on
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +21,8 @@ def chaos_stack(
     jwt_secret: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalStack]:
-    options = StackOptions(
-        data_dir=tmp_path_factory.mktemp("chaos"),
-        schedule_seconds=None,  # the run fires its own sweeps
-        boot_seconds=0.2,
-        train_seconds=1.0,
-        extra_env=ChaosOptions().env(),
-    )
-    local = LocalStack(options).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
-    try:
+    data_dir = tmp_path_factory.mktemp("chaos")
+    # The run fires its own sweeps; its Replicate and gateway faults are switched on wholesale.
+    extra = ChaosOptions().env()
+    with stack_on(pg, rest, jwt_secret, data_dir, train_seconds=1.0, extra_env=extra) as local:
         yield local
-    finally:
-        local.stop()

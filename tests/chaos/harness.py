@@ -38,18 +38,22 @@ from devstack.replicate_emulator import RANDOM_FAULT_KINDS, ReplicateEmulator
 from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
-from shared.auth import Caller
+from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
+from shared.adapters.supabase_storage import SupabasePhotoStore
+from shared.domain.caller import Caller
+from shared.domain.job import ALLOWED_MOVES, JobStatus
 from shared.errors import AppError
-from shared.jobs import PostgrestJobStore
-from shared.models import ALLOWED_MOVES, JobStatus
-from shared.photo_store import SupabasePhotoStore
-from shared.retry import Deadline
-from shared.settings import Settings, settings_from_env
-from shared.status import get_status
-from shared.sweep import sweep_all
-from shared.trainer import ReplicateTrainer, build_replicate_client
-from shared.training import StartDeps, start_training
-from shared.upload import create_job_with_photos, normalise_all
+from shared.plumbing.deadline import Deadline
+from shared.plumbing.settings import Settings, settings_from_env
+from shared.services.deps import Deps
+from shared.services.intake import normalise_all
+from shared.services.start import start_training
+from shared.services.status import get_status
+from shared.services.sweep import sweep_all
+from shared.services.upload import create_job_with_photos
+from tests.crash import Boundaries, Crash
+from tests.fakes import RecordingNotifier
 
 CHAOS_ERROR = "CUDA out of memory (injected by the chaos run)"
 
@@ -166,10 +170,6 @@ class RandomFaults(FaultInjector):
 # --- crashes ------------------------------------------------------------------------------------
 
 
-class Crash(BaseException):
-    """The function died here (killed, out of memory, timed out): nothing after this runs."""
-
-
 class CrashPlan:
     """Which start invocations die, and where: a share `rate` of them, each at one step boundary
     drawn uniformly from those of a whole start, so every window between two steps is hit (an
@@ -187,11 +187,11 @@ class CrashPlan:
         self.per_job_count: Counter[uuid.UUID] = Counter()
         self.points: Counter[str] = Counter()
 
-    def invocation(self, job_id: uuid.UUID) -> Invocation:
+    def invocation(self, job_id: uuid.UUID) -> Boundaries:
         with self.lock:
             dies = self.per_job_count[job_id] < self.per_job and self.rng.random() < self.rate
             target = self.rng.randrange(self.FIRST, self.BOUNDARIES) if dies else None
-        return Invocation(self, job_id, target)
+        return Boundaries(target, on_death=lambda point: self.died(job_id, point))
 
     def died(self, job_id: uuid.UUID, point: str) -> None:
         with self.lock:
@@ -201,41 +201,6 @@ class CrashPlan:
     @property
     def total(self) -> int:
         return sum(self.per_job_count.values())
-
-
-class Invocation:
-    def __init__(self, plan: CrashPlan, job_id: uuid.UUID, target: int | None):
-        self.plan, self.job_id, self.target = plan, job_id, target
-        self.passed = 0
-        self.lock = threading.Lock()  # the photos are read from several threads
-
-    def cross(self, point: str) -> None:
-        with self.lock:
-            here = self.passed
-            self.passed += 1
-        if here == self.target:
-            self.plan.died(self.job_id, point)
-            raise Crash(point)
-
-
-def crash_prone(target: Any, invocation: Invocation) -> Any:
-    """`target` for one invocation: every call is a step boundary before and after."""
-
-    class Proxy:
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(target, name)
-            if not callable(attr):
-                return attr
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                invocation.cross(f"before {name}")
-                result = attr(*args, **kwargs)
-                invocation.cross(f"after {name}")
-                return result
-
-            return call
-
-    return Proxy()
 
 
 # --- the components, built against the stack ---------------------------------------------------
@@ -264,20 +229,24 @@ class Components:
         self.storage = SyncStorageClient(
             f"{stack.supabase_url}/storage/v1/", headers=headers, http_client=http()
         )
+        self.storage_http = http()  # the streamed photo downloads of the start path
         self.replicate = build_replicate_client(self.settings, timeout)
         self.options = options
 
-    def deps(self, invocation: Invocation | None = None) -> StartDeps:
+    def deps(self, invocation: Boundaries | None = None) -> Deps:
         """One invocation's view: its own deadline, and crash-prone when `invocation` is given."""
         deadline = Deadline(self.options.invocation_seconds)
-        jobs: Any = PostgrestJobStore(self.rest, deadline)
+        jobs: Any = PostgrestJobStore(lambda: self.rest, deadline)
         photos: Any = SupabasePhotoStore(
-            self.storage, self.settings.training_photos_bucket, deadline
+            lambda: self.storage,
+            self.settings.training_photos_bucket,
+            connect_http=lambda: self.storage_http,
+            storage_url=f"{self.settings.supabase_url}/storage/v1",
+            deadline=deadline,
         )
-        trainer: Any = ReplicateTrainer(self.replicate, self.settings, deadline)
-        if invocation is not None:
-            jobs, photos, trainer = (crash_prone(c, invocation) for c in (jobs, photos, trainer))
-        return StartDeps(settings=self.settings, jobs=jobs, photos=photos, trainer=trainer)
+        trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
+        deps = Deps(self.settings, jobs, photos, trainer, make_notifier=RecordingNotifier)
+        return invocation.deps(deps) if invocation is not None else deps
 
 
 # --- watching the rows --------------------------------------------------------------------------
@@ -405,14 +374,7 @@ def _upload(
             attempts[n] += 1
             deps = parts.deps()
             try:
-                job = create_job_with_photos(
-                    caller=caller,
-                    name=f"Chaos {n}",
-                    customization={},
-                    jpegs=jpegs,
-                    jobs=deps.jobs,
-                    photos=deps.photos,
-                )
+                job = create_job_with_photos(caller, f"Chaos {n}", {}, jpegs, deps)
             except AppError:
                 continue
             observer.watch(job.id)

@@ -9,7 +9,7 @@ import pytest
 
 from devstack.schema import create_user
 from devstack.stack import LocalStack
-from shared.models import JobStatus
+from shared.domain.job import JobStatus
 from tests.chaos.harness import ChaosOptions, Components, run_chaos
 
 pytestmark = pytest.mark.stack

@@ -23,9 +23,9 @@ from supabase_auth.errors import AuthApiError
 from devstack.function_urls import FunctionUrls
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.stack import LocalStack
-from shared import clients
-from shared.notify import SesEmailNotifier, SupabaseUserDirectory
-from shared.observability import metrics
+from shared import bootstrap
+from shared.adapters.notifiers import SesEmailNotifier, SupabaseUserDirectory
+from shared.plumbing.observability import metrics
 from supabase import ClientOptions, create_client
 from tests.e2e.conftest import User, photo_files, wait_for
 
@@ -70,7 +70,7 @@ def mailbox(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mail
     with httpx.Client(headers={"apikey": key, "Authorization": f"Bearer {key}"}) as auth_http:
         users = SupabaseUserDirectory(auth_http, stack.supabase_url)
         notifier = SesEmailNotifier(box, "twins@flurrty.test", users)
-        monkeypatch.setattr(clients, "notifier", lambda: notifier)
+        monkeypatch.setattr(bootstrap, "notifier", lambda: notifier)
         yield box
 
 
@@ -94,14 +94,14 @@ def refresh_every(stack: LocalStack) -> Iterator[Callable[[float], None]]:
 
     def set_seconds(seconds: float) -> None:
         os.environ["STATUS_REFRESH_SECONDS"] = str(seconds)
-        clients.reset()  # settings are read once per container
+        bootstrap.reset()  # settings are read once per container
 
     yield set_seconds
     if before is None:
         os.environ.pop("STATUS_REFRESH_SECONDS", None)
     else:
         os.environ["STATUS_REFRESH_SECONDS"] = before
-    clients.reset()
+    bootstrap.reset()
 
 
 def started_job(stack: LocalStack, http: httpx.Client, user: User) -> tuple[str, str]:

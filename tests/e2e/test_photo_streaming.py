@@ -1,21 +1,24 @@
-"""The start path's streamed photo fetch (`shared.training.storage_fetch`) against the Storage
+"""The start path's streamed photo fetch (`SupabasePhotoStore.fetch_into`) against the Storage
 emulator: same bytes as the buffered download, same outcomes for missing objects and faults."""
 
 from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import IO
 
 import httpx
 import pytest
 
 from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack
+from shared.adapters.supabase_storage import SupabasePhotoStore
 from shared.errors import UpstreamError
-from shared.photo_store import ObjectMissing
-from shared.retry import Deadline
-from shared.training import PhotoFetch, storage_fetch
+from shared.plumbing.deadline import Deadline
+from shared.ports import ObjectMissing
+
+PhotoFetch = Callable[[str, IO[bytes]], None]
 
 BUCKET = "training-photos"
 
@@ -33,7 +36,17 @@ def storage(stack: LocalStack) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def fetch(stack: LocalStack, storage: httpx.Client) -> PhotoFetch:
-    return storage_fetch(storage, str(storage.base_url).rstrip("/"), Deadline(10))
+    def no_storage3() -> None:
+        raise AssertionError("a streamed fetch does not go through storage3")
+
+    store = SupabasePhotoStore(
+        no_storage3,
+        BUCKET,
+        connect_http=lambda: storage,
+        storage_url=f"{stack.supabase_url}/storage/v1",
+        deadline=Deadline(10),
+    )
+    return store.fetch_into
 
 
 def put(storage: httpx.Client, data: bytes) -> str:

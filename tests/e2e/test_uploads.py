@@ -1,6 +1,6 @@
 """The signed direct-upload flow end to end: real HTTP to the local Function URLs, real PUTs of
 the bytes to the Storage emulator's signed URLs (no credentials, as a browser sends them), the
-handlers using the real `postgrest`/`storage3` and `replicate` clients.
+handlers using the real `postgrest`/`storage3` and `replicate` bootstrap.
 
 Hostile inputs through both upload paths are in tests/corpus/.
 """
@@ -22,7 +22,7 @@ from devstack.function_urls import FunctionUrls
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_large_photo, make_photo
 from devstack.stack import LocalStack
-from shared import clients
+from shared import bootstrap
 from supabase import Client
 from tests.corpus.upload_paths import (
     FIELDS,
@@ -272,4 +272,4 @@ def test_a_late_put_through_a_still_valid_url_stays_findable(
 
     folder = f"{user.id}/{job['jobId']}"
     expected = [f"{folder}/0{i}.jpg" for i in (1, 2, 3)] + [f"{folder}/upload/01"]
-    assert clients.photo_store().list_names(folder) == expected
+    assert bootstrap.deps().photos.list_names(folder) == expected

@@ -9,7 +9,8 @@ from contextlib import AbstractContextManager, contextmanager
 import pytest
 
 from devstack.stack import LocalStack
-from shared import auth, clients
+from shared import bootstrap
+from shared.api import auth
 
 
 def _forget_keys(stack: LocalStack) -> None:
@@ -38,7 +39,7 @@ def _function_env(**changes: str | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        clients.reset()  # the handlers read their settings again on the next request
+        bootstrap.reset()  # the handlers read their settings again on the next request
         yield
     finally:
         for name, value in saved.items():
@@ -46,7 +47,7 @@ def _function_env(**changes: str | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        clients.reset()
+        bootstrap.reset()
 
 
 @pytest.fixture

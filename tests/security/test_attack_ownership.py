@@ -16,7 +16,7 @@ import pytest
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.stack import LocalStack
 from devstack.tokens import anon_key
-from shared.http import MAX_JSON_BODY_BYTES
+from shared.api.requests import MAX_JSON_BODY_BYTES
 from tests.security.attacks import (
     JOB_ROUTES,
     JSON_ROUTES,
@@ -186,11 +186,9 @@ def test_a_job_id_that_is_not_a_uuid_is_400_on_every_route_and_touches_nothing(
     job_id = raw.format(victim=victim)
     with untouched(user, victim_user):
         answers = refusals(http, stack, JOB_ROUTES, user.headers, job_id)
-    # Refused by the parser, before any query: a jobId is a UUID or nothing.
-    assert answers == {
-        r.name: (400, "invalid_field" if r.job_in == "body" else "invalid_job_id")
-        for r in JOB_ROUTES
-    }
+    # Refused by the parser, before any query: a jobId is a UUID or nothing, with the same
+    # answer wherever it is sent (query, path or body).
+    assert answers == {r.name: (400, "invalid_job_id") for r in JOB_ROUTES}
 
 
 @pytest.mark.parametrize("route", each([r for r in JOB_ROUTES if r.job_in == "query"]))
@@ -238,7 +236,7 @@ def test_a_job_id_of_the_wrong_type_is_400_on_every_route(
         statuses = {r.name: r.call(http, stack, user.headers, job_id) for r in body_routes}
     for name, response in statuses.items():
         assert response.status_code == 400, name
-        assert response.json()["error"]["code"] in ("invalid_field", "missing_field"), name
+        assert response.json()["error"]["code"] in ("invalid_job_id", "missing_field"), name
 
 
 @pytest.mark.parametrize("raw", ["../{victim}", "x&or=(id.not.is.null)", "{victim}/../x"])

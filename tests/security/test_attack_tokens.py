@@ -15,7 +15,7 @@ import pytest
 
 from devstack.stack import LocalStack
 from devstack.tokens import anon_key, service_role_key
-from shared import auth
+from shared.api import auth
 from tests.security.attacks import (
     ROUTES,
     SigningKey,

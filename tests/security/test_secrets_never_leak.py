@@ -24,7 +24,7 @@ from storage3 import SyncStorageClient
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.stack import LocalStack
 from devstack.tokens import anon_key, mint_token, service_role_key, user_access_token
-from shared.observability import logger as app_logger
+from shared.plumbing.observability import logger as app_logger
 from tests.security.attacks import (
     ROUTES,
     START,

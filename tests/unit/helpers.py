@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from shared.settings import Settings, settings_from_env
+import pytest
+
+from shared.errors import AppError
+from shared.plumbing.settings import Settings, settings_from_env
+from shared.ports import Notifier, Trainer
+from shared.services.deps import Deps
+from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, RecordingNotifier
 
 JWT_SECRET = "unit-test-secret-unit-test-secret-0123456789"
 SUPABASE_URL = "http://supabase.test"
@@ -26,3 +34,25 @@ SETTINGS_ENV = {
 def make_settings(**overrides: Any) -> Settings:
     env = {**SETTINGS_ENV, **{k.upper(): str(v) for k, v in overrides.items()}}
     return settings_from_env(env)
+
+
+def make_deps(
+    *, trainer: Trainer | None = None, notifier: Notifier | None = None, **settings: Any
+) -> Deps:
+    """Deps over in-memory fakes (the database's rules included), `settings` overriding."""
+    notices = notifier or RecordingNotifier()
+    return Deps(
+        settings=make_settings(**settings),
+        jobs=InMemoryJobStore(),
+        photos=InMemoryPhotoStore(),
+        trainer=trainer or FakeTrainer(),
+        make_notifier=lambda: notices,
+    )
+
+
+@contextlib.contextmanager
+def raises_status(status: int) -> Iterator[pytest.ExceptionInfo[AppError]]:
+    """The block must raise an `AppError` answering `status`."""
+    with pytest.raises(AppError) as info:
+        yield info
+    assert info.value.status == status, (info.value.code, info.value.message)

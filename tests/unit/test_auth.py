@@ -7,9 +7,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devstack.tokens import anon_key, mint_token, service_role_key, user_access_token
-from shared import auth
-from shared.errors import Forbidden, Unauthorized, UpstreamError
-from tests.unit.helpers import JWT_SECRET, SUPABASE_URL, make_settings
+from shared.api import auth
+from shared.domain.caller import check_claimed_user
+from shared.errors import UpstreamError
+from tests.unit.helpers import JWT_SECRET, SUPABASE_URL, make_settings, raises_status
 
 SETTINGS = make_settings()
 USER = str(uuid.uuid4())
@@ -60,7 +61,7 @@ def _user_token(**overrides: Any) -> str:
     ],
 )
 def test_bad_tokens_are_401(token):
-    with pytest.raises(Unauthorized):
+    with raises_status(401):
         auth.authenticate({"authorization": f"Bearer {token}"}, SETTINGS)
 
 
@@ -68,7 +69,7 @@ def test_bad_tokens_are_401(token):
     "headers", [{}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}]
 )
 def test_missing_or_malformed_header_is_401(headers):
-    with pytest.raises(Unauthorized):
+    with raises_status(401):
         auth.authenticate(headers, SETTINGS)
 
 
@@ -98,12 +99,12 @@ def test_es256_token_needs_the_jwks_and_is_refused_without_it():
 def test_user_id_mismatch_is_403_and_match_or_absence_is_fine():
     token = user_access_token(JWT_SECRET, SUPABASE_URL, USER)
     caller = auth.authenticate({"Authorization": f"Bearer {token}"}, SETTINGS)
-    auth.check_claimed_user(caller, None)
-    auth.check_claimed_user(caller, USER)
-    with pytest.raises(Forbidden):
-        auth.check_claimed_user(caller, str(uuid.uuid4()))
-    with pytest.raises(Forbidden):
-        auth.check_claimed_user(caller, "not-a-uuid")
+    check_claimed_user(caller, None)
+    check_claimed_user(caller, USER)
+    with raises_status(403):
+        check_claimed_user(caller, str(uuid.uuid4()))
+    with raises_status(403):
+        check_claimed_user(caller, "not-a-uuid")
 
 
 def test_signing_keys_skip_unusable_entries_and_survive_a_failed_refresh(monkeypatch):

@@ -1,4 +1,4 @@
-"""What a cold start loads (issue 8.1), checked by behaviour in fresh processes, never by a clock:
+"""What a cold start loads, checked by behaviour in fresh processes, never by a clock:
 a handler's import brings no SDK and builds no pydantic schema; a request refused before the
 network loads no HTTP client; SnapStart or provisioned concurrency import every path's SDKs
 during init; Powertools' event_handler package still works for anyone importing from it."""
@@ -113,12 +113,12 @@ def test_init_ahead_of_time_imports_every_path_sdk(name: str, init_type: str) ->
 def test_powertools_event_handler_package_still_exports_everything() -> None:
     script = """
 import sys
-import shared.http  # registers the package without running its __init__
+import shared.api.app  # registers the package without running its __init__
 assert "aws_lambda_powertools.event_handler.appsync" not in sys.modules
 import aws_lambda_powertools.event_handler as package
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, AppSyncResolver, content_types
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
-assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolver
+assert package.LambdaFunctionUrlResolver is shared.api.function_url_resolver.LambdaFunctionUrlResolver
 assert content_types.APPLICATION_JSON == "application/json"
 assert AppSyncResolver.__module__ == "aws_lambda_powertools.event_handler.appsync"
 try:
@@ -142,8 +142,8 @@ else:
 def test_powertools_imported_first_is_left_as_it_is() -> None:
     script = """
 import aws_lambda_powertools.event_handler as package
-import shared.http
-assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolver
+import shared.api.app
+assert package.LambdaFunctionUrlResolver is shared.api.function_url_resolver.LambdaFunctionUrlResolver
 """
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -158,19 +158,19 @@ assert package.LambdaFunctionUrlResolver is shared.http.LambdaFunctionUrlResolve
 
 def test_every_client_shares_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each TLS context loads the whole CA bundle; a start path builds three clients.
-    from shared import clients
+    from shared import bootstrap
 
     for key, value in SETTINGS_ENV.items():
         monkeypatch.setenv(key, value)
-    clients.reset()
+    bootstrap.reset()
     try:
         https = [
-            clients.postgrest_client().session,
-            clients.storage_client()._client,
-            clients.storage_stream_http(),
-            clients.replicate_client()._client,
+            bootstrap.postgrest_client().session,
+            bootstrap.storage_client()._client,
+            bootstrap.storage_stream_http(),
+            bootstrap.replicate_client()._client,
         ]
         contexts = {id(http._transport._pool._ssl_context) for http in https}
-        assert contexts == {id(clients.tls_context())}
+        assert contexts == {id(bootstrap.tls_context())}
     finally:
-        clients.reset()
+        bootstrap.reset()

@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 
 from devstack.sample_photos import make_photo
-from shared import webhooks
-from shared.models import Job, JobStatus
-from shared.notify import CompletionNotice
-from shared.observability import metrics
-from shared.retry import Deadline
-from shared.status import apply_webhook, get_status, refresh
-from shared.sweep import sweep
-from shared.training import StartDeps, start_training
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
-from tests.unit.helpers import make_settings
+from shared.domain.job import Job, JobStatus
+from shared.domain.notice import CompletionNotice
+from shared.plumbing import webhooks
+from shared.plumbing.deadline import Deadline
+from shared.plumbing.observability import metrics
+from shared.services.deps import Deps
+from shared.services.start import start_training
+from shared.services.status import apply_webhook, get_status, refresh
+from shared.services.sweep import sweep
+from tests.fakes import FakeTrainer, InMemoryJobStore
+from tests.unit import helpers
 
 VERSION = "flurrty/flurrty-twins:" + "e" * 64
 VALIDATION_ERROR = (
@@ -56,27 +57,21 @@ class CountingTrainer(FakeTrainer):
         return super().get_training(training_id)
 
 
-def make_deps(**settings: Any) -> StartDeps:
-    return StartDeps(
-        settings=make_settings(**settings),
-        jobs=InMemoryJobStore(),
-        photos=InMemoryPhotoStore(),
-        trainer=CountingTrainer(),
-        notifier=Recorder(),
-    )
+def make_deps(**settings: Any) -> Deps:
+    return helpers.make_deps(trainer=CountingTrainer(), notifier=Recorder(), **settings)
 
 
-def trainer_of(deps: StartDeps) -> CountingTrainer:
+def trainer_of(deps: Deps) -> CountingTrainer:
     assert isinstance(deps.trainer, CountingTrainer)
     return deps.trainer
 
 
-def sent(deps: StartDeps) -> list[CompletionNotice]:
+def sent(deps: Deps) -> list[CompletionNotice]:
     assert isinstance(deps.notifier, Recorder)
     return deps.notifier.sent
 
 
-def started_job(deps: StartDeps) -> Job:
+def started_job(deps: Deps) -> Job:
     user_id, job_id = uuid.uuid4(), uuid.uuid4()
     path = f"{user_id}/{job_id}/01.jpg"
     deps.photos.put(path, make_photo(64, 64), "image/jpeg")
@@ -95,7 +90,7 @@ def started_job(deps: StartDeps) -> Job:
     return job
 
 
-def succeed(deps: StartDeps, job: Job, predict_time: float = 500.0) -> Any:
+def succeed(deps: Deps, job: Job, predict_time: float = 500.0) -> Any:
     assert job.replicate_training_id is not None
     trainer_of(deps).set(
         job.replicate_training_id,
@@ -107,7 +102,7 @@ def succeed(deps: StartDeps, job: Job, predict_time: float = 500.0) -> Any:
     return trainer_of(deps).trainings[job.replicate_training_id]
 
 
-def signed(deps: StartDeps, training: Any, webhook_id: str) -> tuple[dict[str, str], bytes]:
+def signed(deps: Deps, training: Any, webhook_id: str) -> tuple[dict[str, str], bytes]:
     secret = deps.settings.replicate_webhook_secret
     assert secret is not None
     body = training.model_dump_json().encode()

@@ -15,19 +15,19 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from shared.errors import UpstreamError
-from shared.models import Job, JobStatus
-from shared.notify import (
-    CompletionNotice,
+from shared.adapters.notifiers import (
     LogNotifier,
-    NoticeUndeliverable,
     SesEmailNotifier,
     SupabaseUserDirectory,
     build_notifier,
-    notify_once,
-    send_pending_notices,
 )
-from tests.fakes import InMemoryJobStore
+from shared.domain.job import Job, JobStatus
+from shared.domain.notice import CompletionNotice
+from shared.errors import UpstreamError
+from shared.ports import NoticeUndeliverable, Notifier
+from shared.services.deps import Deps
+from shared.services.notices import NoticeReport, notify_once, send_pending_notices
+from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
 from tests.unit.helpers import make_settings
 
 SENDER = "Flurrty <twins@flurrty.test>"
@@ -198,6 +198,10 @@ def test_an_auth_error_is_an_upstream_error_not_a_crash():
         SupabaseUserDirectory(http, "http://supabase.test").email_of(uuid.uuid4())
 
 
+def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
+    return Deps(make_settings(), store, InMemoryPhotoStore(), FakeTrainer(), lambda: notifier)
+
+
 # --- exactly once --------------------------------------------------------------------------------
 
 
@@ -209,7 +213,9 @@ def test_concurrent_observers_send_one_notice():
 
     def observe() -> None:
         barrier.wait()
-        notify_once(job, store, notifier)  # each holds the row as read: notified_at still null
+        notify_once(
+            job, deps_of(store, notifier)
+        )  # each holds the row as read: notified_at still null
 
     threads = [threading.Thread(target=observe) for _ in range(10)]
     for t in threads:
@@ -218,27 +224,27 @@ def test_concurrent_observers_send_one_notice():
         t.join()
     assert [n.job_id for n in notifier.sent] == [job.id]
     assert current(store, job).notified_at is not None
-    assert notify_once(current(store, job), store, notifier) is False
+    assert notify_once(current(store, job), deps_of(store, notifier)) is False
 
 
 def test_a_transient_failure_is_given_back_and_the_sweep_sends_it():
     store = InMemoryJobStore()
     job = finished_job(store, JobStatus.FAILED)
     notifier = Recorder(fail_first=RuntimeError("SES unreachable"))
-    assert notify_once(job, store, notifier) is False
+    assert notify_once(job, deps_of(store, notifier)) is False
     assert current(store, job).notified_at is None
-    assert send_pending_notices(store, notifier) == {"pending": 1, "sent": 1}
+    assert send_pending_notices(deps_of(store, notifier)) == NoticeReport(pending=1, sent=1)
     assert [n.status for n in notifier.sent] == [JobStatus.FAILED]
-    assert send_pending_notices(store, notifier) == {"pending": 0, "sent": 0}
+    assert send_pending_notices(deps_of(store, notifier)) == NoticeReport(pending=0, sent=0)
 
 
 def test_an_undeliverable_notice_is_not_retried():
     store = InMemoryJobStore()
     job = finished_job(store)
     notifier = Recorder(fail_first=NoticeUndeliverable("no address"))
-    assert notify_once(job, store, notifier) is False
+    assert notify_once(job, deps_of(store, notifier)) is False
     assert current(store, job).notified_at is not None
-    assert send_pending_notices(store, notifier) == {"pending": 0, "sent": 0}
+    assert send_pending_notices(deps_of(store, notifier)) == NoticeReport(pending=0, sent=0)
 
 
 def test_only_finished_trainings_get_a_notice_and_old_ones_are_not_retried():
@@ -253,7 +259,7 @@ def test_only_finished_trainings_get_a_notice_and_old_ones_are_not_retried():
             "progress": 20,
         }
     )
-    assert notify_once(running, store, notifier) is False
+    assert notify_once(running, deps_of(store, notifier)) is False
     finished_job(store, completed_at=datetime.now(UTC) - timedelta(days=2))
-    assert send_pending_notices(store, notifier) == {"pending": 0, "sent": 0}
+    assert send_pending_notices(deps_of(store, notifier)) == NoticeReport(pending=0, sent=0)
     assert notifier.sent == []

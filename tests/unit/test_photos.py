@@ -1,4 +1,4 @@
-"""shared.photos: what a photo must be, what we make of it, and how we say no.
+"""shared.photos.normalise: what a photo must be, what we make of it, and how we say no.
 
 Inputs are built here (sample_photos, Pillow, or hand-made bytes); nothing is timed.
 """
@@ -20,14 +20,14 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from devstack.sample_photos import make_photo
-from shared.photo_rules import (
+from shared.photos.normalise import NormalisedPhoto, normalise_photo
+from shared.photos.rules import (
     PHOTO_CONTENT_TYPE,
     PhotoLimits,
     PhotoRejected,
     photo_label,
     photo_object_name,
 )
-from shared.photos import NormalisedPhoto, normalise_photo
 
 REPO = Path(__file__).resolve().parents[2]
 LIMITS = PhotoLimits()
@@ -543,8 +543,8 @@ def test_heif_support_is_loaded_only_when_a_heif_arrives(tmp_path: Path) -> None
     script = f"""
 import io, sys
 from PIL import Image
-from shared.photo_rules import PhotoLimits
-from shared.photos import normalise_photo
+from shared.photos.rules import PhotoLimits
+from shared.photos.normalise import normalise_photo
 assert "pillow_heif" not in sys.modules, "imported eagerly"
 jpeg = io.BytesIO()
 Image.new("RGB", (600, 600), (10, 20, 30)).save(jpeg, "JPEG")

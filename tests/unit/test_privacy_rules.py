@@ -8,59 +8,46 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.sample_photos import make_photo
-from shared.errors import Conflict, NotFound, UpstreamError
-from shared.models import Job, JobStatus
-from shared.privacy import (
+from shared.domain.job import Job, JobStatus
+from shared.errors import UpstreamError
+from shared.plumbing.deadline import Deadline
+from shared.services.deps import Deps
+from shared.services.intake import normalise_all
+from shared.services.privacy import (
     CANCELED_MESSAGE,
     DELETED_NAME,
     cancel_job,
     delete_job,
     sweep_cleanup,
 )
-from shared.retry import Deadline
-from shared.status import get_status
-from shared.training import StartDeps, start_training
-from shared.upload import create_job_with_photos, normalise_all
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
-from tests.unit.helpers import make_settings
+from shared.services.start import start_training
+from shared.services.status import get_status
+from shared.services.upload import create_job_with_photos
+from tests.fakes import FakeTrainer, InMemoryJobStore
+from tests.unit.helpers import raises_status
 
 PHOTOS = [(f"p{i}.jpg", make_photo(640, 640, seed=100 + i)) for i in range(3)]
 VERSION = "flurrty/flurrty-twins:" + "d" * 64
 
 
-@pytest.fixture
-def deps() -> StartDeps:
-    return StartDeps(
-        settings=make_settings(status_refresh_seconds=0),
-        jobs=InMemoryJobStore(),
-        photos=InMemoryPhotoStore(),
-        trainer=FakeTrainer(),
-    )
-
-
-def sweep(deps: StartDeps):
+def sweep(deps: Deps):
     assert isinstance(deps.jobs, InMemoryJobStore)
     return sweep_cleanup(deps, Deadline(30))
 
 
-def new_job(deps: StartDeps, user_id: uuid.UUID) -> Job:
-    from shared.auth import Caller
+def new_job(deps: Deps, user_id: uuid.UUID) -> Job:
+    from shared.domain.caller import Caller
 
-    return create_job_with_photos(
-        caller=Caller(user_id=user_id, claims={}),
-        name="Ember",
-        customization={"type": "fox"},
-        jpegs=normalise_all(PHOTOS, deps.settings),
-        jobs=deps.jobs,
-        photos=deps.photos,
-    )
+    caller = Caller(user_id=user_id, claims={})
+    jpegs = normalise_all(PHOTOS, deps.settings)
+    return create_job_with_photos(caller, "Ember", {"type": "fox"}, jpegs, deps)
 
 
-def training_job(deps: StartDeps, user_id: uuid.UUID) -> Job:
+def training_job(deps: Deps, user_id: uuid.UUID) -> Job:
     return start_training(user_id, new_job(deps, user_id).id, deps)
 
 
-def completed_job(deps: StartDeps, user_id: uuid.UUID) -> Job:
+def completed_job(deps: Deps, user_id: uuid.UUID) -> Job:
     job = training_job(deps, user_id)
     assert isinstance(deps.trainer, FakeTrainer) and job.replicate_training_id
     deps.trainer.set(job.replicate_training_id, status="succeeded", output={"version": VERSION})
@@ -69,7 +56,7 @@ def completed_job(deps: StartDeps, user_id: uuid.UUID) -> Job:
     return done
 
 
-def row(deps: StartDeps, job_id: uuid.UUID) -> Job:
+def row(deps: Deps, job_id: uuid.UUID) -> Job:
     job = deps.jobs.get(job_id)
     assert job is not None
     return job
@@ -98,7 +85,7 @@ def test_cancel_a_training_cancels_it_on_replicate_and_drops_the_zip(deps):
 def test_cancel_of_a_finished_job_is_a_conflict(deps):
     owner = uuid.uuid4()
     job = completed_job(deps, owner)
-    with pytest.raises(Conflict) as info:
+    with raises_status(409) as info:
         cancel_job(owner, job.id, deps)
     assert info.value.status == 409 and info.value.code == "job_finished"
 
@@ -107,7 +94,7 @@ def test_a_training_that_succeeded_before_the_cancel_keeps_its_model(deps):
     owner = uuid.uuid4()
     job = training_job(deps, owner)
     deps.trainer.set(job.replicate_training_id, status="succeeded", output={"version": VERSION})
-    with pytest.raises(Conflict):
+    with raises_status(409):
         cancel_job(owner, job.id, deps)
     assert row(deps, job.id).status is JobStatus.COMPLETED
     assert deps.trainer.deleted_versions == []
@@ -160,7 +147,7 @@ def test_delete_removes_everything_and_anonymises_the_row(deps):
     assert deleted.customization_data == {} and deleted.photo_urls == []
     assert deleted.status is JobStatus.COMPLETED  # the status machine is untouched
     for route in (get_status, start_training, cancel_job):
-        with pytest.raises(NotFound):
+        with raises_status(404):
             route(owner, job.id, deps)
     # Idempotent: the same answer, nothing done twice.
     assert delete_job(owner, job.id, deps) == deleted
@@ -190,7 +177,7 @@ def test_a_delete_while_replicate_fails_is_finished_by_the_sweep(deps, monkeypat
         # What could be removed is removed and stamped; the job is already hidden.
         assert pending.photos_deleted_at and deps.photos.objects == {}
         assert pending.replicate_file_deleted_at and pending.model_version_deleted_at is None
-        with pytest.raises(NotFound):
+        with raises_status(404):
             get_status(owner, job.id, deps)
         assert sweep(deps).errors == 1
     report = sweep(deps)
@@ -239,7 +226,7 @@ def test_someone_elses_job_cannot_be_canceled_or_deleted(deps):
     owner, stranger = uuid.uuid4(), uuid.uuid4()
     job = training_job(deps, owner)
     for action in (cancel_job, delete_job):
-        with pytest.raises(NotFound):
+        with raises_status(404):
             action(stranger, job.id, deps)
     assert row(deps, job.id).status is JobStatus.TRAINING
 

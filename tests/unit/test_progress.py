@@ -3,9 +3,9 @@ from uuid import uuid4
 
 import pytest
 
-from shared.models import Job, JobStatus
-from shared.progress import plan_update, readable_failure, trainer_steps, training_progress
-from shared.trainer import TrainingInfo
+from shared.domain.job import Job, JobStatus
+from shared.domain.progress import plan_update, readable_failure, trainer_steps, training_progress
+from shared.domain.training import TrainingInfo
 from tests.unit.helpers import make_settings
 
 LOGS = "\n".join(

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from shared.errors import UpstreamError
-from shared.retry import Deadline, RetryPolicy, call_with_retry, was_refused
+from shared.plumbing.deadline import Deadline
+from shared.plumbing.retry import RetryPolicy, call_with_retry, was_refused
 
 
 class HttpFailure(Exception):

@@ -1,7 +1,7 @@
 import pytest
 
 from shared.errors import ConfigError
-from shared.settings import settings_from_env
+from shared.plumbing.settings import settings_from_env
 from tests.unit.helpers import make_settings
 
 

@@ -13,18 +13,16 @@ import pytest
 from PIL import Image
 
 from devstack.sample_photos import make_photo
-from shared.auth import Caller
+from shared.contract import SignedUploadResponse
+from shared.domain.caller import Caller
+from shared.domain.job import JobStatus
 from shared.errors import AppError
-from shared.models import JobStatus
-from shared.retry import Deadline
-from shared.settings import Settings
-from shared.signed_upload import (
-    SignedUploadResponse,
-    complete_signed_upload,
-    create_signed_upload,
-)
-from shared.upload_expiry import UPLOAD_GRACE, expire_job, expire_uploads
-from tests.fakes import InMemoryJobStore, InMemoryPhotoStore
+from shared.plumbing.deadline import Deadline
+from shared.plumbing.settings import Settings
+from shared.services.deps import Deps
+from shared.services.signed_upload import complete_signed_upload, create_signed_upload
+from shared.services.upload_expiry import UPLOAD_GRACE, expire_job, expire_uploads
+from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, RecordingNotifier
 from tests.unit.helpers import make_settings
 
 SETTINGS = make_settings()
@@ -36,6 +34,7 @@ class Env:
         self.settings = settings
         self.jobs = InMemoryJobStore()
         self.photos = InMemoryPhotoStore()
+        self.deps = Deps(settings, self.jobs, self.photos, FakeTrainer(), RecordingNotifier)
         self.caller = Caller(user_id=uuid.uuid4(), claims={})
 
     def create(self, photos: list[dict[str, Any]] | None = None, **body: Any) -> Any:
@@ -43,26 +42,15 @@ class Env:
             {"filename": f"p{i}.jpg", "contentType": "image/jpeg", "size": len(d)}
             for i, d in enumerate(PHOTOS[:3])
         ]
-        return create_signed_upload(
-            caller=self.caller,
-            body={"fursonaName": "Ember", "photos": declared, **body},
-            settings=self.settings,
-            jobs=self.jobs,
-            photos=self.photos,
-        )
+        body = {"fursonaName": "Ember", "photos": declared, **body}
+        return create_signed_upload(self.caller, body, self.deps)
 
     def put_all(self, created: SignedUploadResponse, data: list[bytes]) -> None:
         for target, content in zip(created.uploads, data, strict=False):
             self.photos.put_signed(target.token, content)
 
     def complete(self, job_id: uuid.UUID) -> Any:
-        return complete_signed_upload(
-            caller=self.caller,
-            job_id=job_id,
-            settings=self.settings,
-            jobs=self.jobs,
-            photos=self.photos,
-        )
+        return complete_signed_upload(self.caller, job_id, self.deps)
 
     def refused(self, call: Any, *args: Any, **kwargs: Any) -> AppError:
         with pytest.raises(AppError) as caught:
@@ -194,13 +182,7 @@ def test_complete_for_someone_else_is_404() -> None:
     env.put_all(created, PHOTOS[:3])
     stranger = Caller(user_id=uuid.uuid4(), claims={})
     with pytest.raises(AppError) as caught:
-        complete_signed_upload(
-            caller=stranger,
-            job_id=created.job_id,
-            settings=env.settings,
-            jobs=env.jobs,
-            photos=env.photos,
-        )
+        complete_signed_upload(stranger, created.job_id, env.deps)
     assert (caught.value.status, caught.value.code) == (404, "job_not_found")
     assert env.jobs.get(created.job_id).status is JobStatus.UPLOADING  # type: ignore[union-attr]
 
@@ -236,7 +218,7 @@ def test_the_sweep_fails_expired_uploads_only() -> None:
     env.put_all(late, PHOTOS[:2])
     env.put_all(fresh, PHOTOS[1:3])
     _expire(env, late.job_id)
-    report = expire_uploads(env.jobs, env.photos, env.settings, Deadline(60))
+    report = expire_uploads(env.deps, Deadline(60))
     assert (report.seen, report.expired, report.errors) == (2, 1, 0)
     assert env.jobs.get(late.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
     assert env.jobs.get(fresh.job_id).status is JobStatus.UPLOADING  # type: ignore[union-attr]
@@ -248,7 +230,7 @@ def test_the_sweep_stops_at_its_deadline() -> None:
     env = Env()
     created = env.create()
     _expire(env, created.job_id)
-    report = expire_uploads(env.jobs, env.photos, env.settings, Deadline(-1))
+    report = expire_uploads(env.deps, Deadline(-1))
     assert (report.expired, report.skipped) == (0, 1)
     assert env.jobs.get(created.job_id).status is JobStatus.UPLOADING  # type: ignore[union-attr]
 

@@ -12,43 +12,37 @@ from typing import Any
 import pytest
 
 from devstack.sample_photos import make_photo
+from shared.domain.claims import NOT_STARTED_MESSAGE
+from shared.domain.job import Job, JobStatus
 from shared.errors import UpstreamError
-from shared.models import Job, JobStatus
-from shared.retry import Deadline
-from shared.status import refresh
-from shared.sweep import sweep, sweep_all
-from shared.training import NOT_STARTED_MESSAGE, StartDeps, resume_stalled_start, start_training
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
-from tests.unit.helpers import make_settings
+from shared.plumbing.deadline import Deadline
+from shared.services.deps import Deps
+from shared.services.start import resume_stalled_start, start_training
+from shared.services.status import refresh
+from shared.services.sweep import sweep, sweep_all
+from tests.crash import Boundaries, Crash
+from tests.fakes import FakeTrainer, InMemoryJobStore
+from tests.unit.helpers import make_deps
 
 PHOTOS = {f"0{i}.jpg": make_photo(64, 64, seed=i) for i in (1, 2, 3)}
 
 
-def make_deps(**settings: Any) -> StartDeps:
-    return StartDeps(
-        settings=make_settings(**settings),
-        jobs=InMemoryJobStore(),
-        photos=InMemoryPhotoStore(),
-        trainer=FakeTrainer(),
-    )
-
-
 @pytest.fixture
-def deps() -> StartDeps:
+def deps() -> Deps:
     return make_deps()
 
 
-def fake_jobs(deps: StartDeps) -> InMemoryJobStore:
+def fake_jobs(deps: Deps) -> InMemoryJobStore:
     assert isinstance(deps.jobs, InMemoryJobStore)
     return deps.jobs
 
 
-def fake_trainer(deps: StartDeps) -> FakeTrainer:
+def fake_trainer(deps: Deps) -> FakeTrainer:
     assert isinstance(deps.trainer, FakeTrainer)
     return deps.trainer
 
 
-def pending_job(deps: StartDeps) -> Job:
+def pending_job(deps: Deps) -> Job:
     user_id, job_id = uuid.uuid4(), uuid.uuid4()
     paths = [f"{user_id}/{job_id}/{name}" for name in PHOTOS]
     for path, data in zip(paths, PHOTOS.values(), strict=True):
@@ -65,7 +59,7 @@ def pending_job(deps: StartDeps) -> Job:
     )
 
 
-def training_job(deps: StartDeps, **row: Any) -> Job:
+def training_job(deps: Deps, **row: Any) -> Job:
     """A started job, its training running on the fake Replicate."""
     job = pending_job(deps)
     started = start_training(job.user_id, job.id, deps)
@@ -79,13 +73,13 @@ def training_id(job: Job) -> str:
     return job.replicate_training_id
 
 
-def age(deps: StartDeps, job_id: uuid.UUID, **columns: timedelta) -> None:
+def age(deps: Deps, job_id: uuid.UUID, **columns: timedelta) -> None:
     """Move the named timestamps of a row into the past."""
     now = datetime.now(UTC)
     fake_jobs(deps).rows[job_id].update({k: now - v for k, v in columns.items()})
 
 
-def row(deps: StartDeps, job_id: uuid.UUID) -> Job:
+def row(deps: Deps, job_id: uuid.UUID) -> Job:
     job = deps.jobs.get(job_id)
     assert job is not None
     return job
@@ -102,7 +96,7 @@ class Countdown(Deadline):
         return 0.0 if self._ticks() >= self._after else float("inf")
 
 
-def record_reads(deps: StartDeps) -> list[str]:
+def record_reads(deps: Deps) -> list[str]:
     """Training ids in the order the sweep reads them from Replicate."""
     reads: list[str] = []
     real_get = deps.trainer.get_training
@@ -250,60 +244,11 @@ def test_progress_seen_now_restarts_the_clock_instead_of_canceling(deps):
 # --- a start that died at any step ---------------------------------------------------------------
 
 
-class Crash(BaseException):
-    """The function died here: nothing after this point runs (not an Exception: no handler
-    in the code may swallow it)."""
-
-
-class CrashAt:
-    """Wraps the components of one invocation; dies at step boundary number `boundary`."""
-
-    def __init__(self, boundary: int):
-        self.boundary = boundary
-        self.passed = 0
-        self._lock = threading.Lock()  # the photos are fetched from several threads
-
-    def cross(self) -> None:
-        with self._lock:
-            here = self.passed
-            self.passed += 1
-        if here == self.boundary:
-            raise Crash(f"died at boundary {here}")
-
-    def wrap(self, target: Any) -> Any:
-        crash = self
-
-        class Proxy:
-            def __getattr__(self, name: str) -> Any:
-                attr = getattr(target, name)
-                if not callable(attr):
-                    return attr
-
-                def call(*args: Any, **kwargs: Any) -> Any:
-                    crash.cross()  # before the call: it never happens
-                    result = attr(*args, **kwargs)
-                    crash.cross()  # after it: it happened, but nobody learnt the answer
-                    return result
-
-                return call
-
-        return Proxy()
-
-
-def crashing(deps: StartDeps, crash: CrashAt) -> StartDeps:
-    return StartDeps(
-        settings=deps.settings,
-        jobs=crash.wrap(deps.jobs),
-        photos=crash.wrap(deps.photos),
-        trainer=crash.wrap(deps.trainer),
-    )
-
-
 def boundaries_of_a_start() -> Iterator[int]:
     deps = make_deps()
     job = pending_job(deps)
-    counter = CrashAt(-1)
-    start_training(job.user_id, job.id, crashing(deps, counter))
+    counter = Boundaries(None)
+    start_training(job.user_id, job.id, counter.deps(deps))
     return iter(range(counter.passed))
 
 
@@ -313,7 +258,7 @@ def test_a_crash_at_any_step_ends_with_exactly_one_training(boundary, recovery):
     deps = make_deps()
     job = pending_job(deps)
     with pytest.raises(Crash):
-        start_training(job.user_id, job.id, crashing(deps, CrashAt(boundary)))
+        start_training(job.user_id, job.id, Boundaries(boundary).deps(deps))
     crashed = row(deps, job.id)
     if crashed.status is JobStatus.PENDING:
         recovery = "repeated start"  # died before its claim: only the person can start it
@@ -356,7 +301,7 @@ def test_a_holder_slowed_down_past_the_claim_timeout_cannot_create_a_second_trai
 def test_a_claim_that_never_started_is_failed_after_the_stale_limit(deps):
     job = pending_job(deps)
     with pytest.raises(Crash):
-        start_training(job.user_id, job.id, crashing(deps, CrashAt(3)))  # right after the claim
+        start_training(job.user_id, job.id, Boundaries(3).deps(deps))  # right after the claim
     stale = timedelta(minutes=deps.settings.training_stale_minutes + 1)
     age(deps, job.id, claimed_at=stale, last_checked_at=stale)
     sweep(deps, Deadline(30))

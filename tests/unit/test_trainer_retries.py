@@ -15,9 +15,9 @@ import httpx
 import pytest
 import replicate
 
+from shared.adapters.replicate import ReplicateTrainer
 from shared.errors import UpstreamError
-from shared.retry import Deadline
-from shared.trainer import ReplicateTrainer
+from shared.plumbing.deadline import Deadline
 from tests.unit.helpers import make_settings
 
 BASE = "http://replicate.test"
@@ -112,7 +112,7 @@ def trainer_for(fake: FakeReplicate, deadline: float = 30.0, **settings: Any) ->
     client._Client__client = httpx.Client(  # type: ignore[attr-defined]
         base_url=BASE, transport=httpx.MockTransport(fake.handle), timeout=httpx.Timeout(30.0)
     )
-    return ReplicateTrainer(client, make_settings(**settings), Deadline(deadline))
+    return ReplicateTrainer(lambda: client, make_settings(**settings), Deadline(deadline))
 
 
 ZIP_URL = f"{BASE}/v1/files/abc"

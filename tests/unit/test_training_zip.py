@@ -1,4 +1,4 @@
-"""shared.training_zip: STORED `NN.jpg` entries, readable, deterministic, strict about names."""
+"""shared.photos.training_zip: STORED `NN.jpg` entries, readable, deterministic, strict about names."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from devstack.sample_photos import sample_photo_set
-from shared.photo_rules import PhotoLimits, photo_object_name
-from shared.photos import normalise_photo
-from shared.training_zip import write_training_zip, zip_entry_names
+from shared.photos.normalise import normalise_photo
+from shared.photos.rules import PhotoLimits, photo_object_name
+from shared.photos.training_zip import write_training_zip, zip_entry_names
 
 
 def fake_jpeg(tag: int) -> bytes:

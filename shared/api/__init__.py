@@ -1,0 +1,1 @@
+"""The Function URL edge: the resolver, the error mapping, request parsing, the token check."""

@@ -1,0 +1,77 @@
+"""The Function URL app every handler builds: the resolver and the one mapping from errors to
+answers (`{"error": {"code", "message"}}`, the status from the catalogue in `shared.errors`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.api.function_url_resolver import (
+    LambdaFunctionUrlResolver,
+    NotFoundError,
+    Response,
+    content_types,
+)
+from shared.errors import AppError, ConfigError, ErrorCode
+from shared.plumbing.observability import logger
+from shared.plumbing.settings import Settings
+
+
+class FunctionUrlApp(LambdaFunctionUrlResolver):
+    """Powertools' Function URL resolver that also knows where this container's settings come
+    from (the composition root's `settings`), so the edge can check tokens without reaching for
+    a global."""
+
+    def __init__(self, settings: Callable[[], Settings]) -> None:
+        super().__init__()
+        self.settings = settings
+
+
+def error_response(error: ErrorCode, message: str) -> Response[Any]:
+    return Response(
+        status_code=error.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"error": {"code": error.value, "message": message}}),
+    )
+
+
+def respond(status: int, model: BaseModel) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=model.model_dump_json(by_alias=True),
+    )
+
+
+def make_app(settings: Callable[[], Settings]) -> FunctionUrlApp:
+    app = FunctionUrlApp(settings)
+
+    @app.exception_handler(AppError)
+    def _app_error(exc: AppError) -> Response[Any]:
+        log = logger.warning if exc.status < 500 else logger.error
+        log("request refused", extra={"status": exc.status, "code": exc.code})
+        return error_response(exc.error, exc.message)
+
+    @app.exception_handler(ConfigError)
+    def _config_error(exc: ConfigError) -> Response[Any]:
+        logger.error("configuration error", extra={"detail": str(exc)})
+        return error_response(
+            ErrorCode.MISCONFIGURED,
+            "The service is misconfigured; the operators have been alerted.",
+        )
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response[Any]:
+        return error_response(ErrorCode.ROUTE_NOT_FOUND, "There is no such route on this URL.")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[Any]:
+        logger.exception("unexpected error")
+        return error_response(
+            ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; try again."
+        )
+
+    return app

@@ -1,0 +1,48 @@
+"""The completion notice a person receives: who, which twin, and the words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from shared.domain.job import Job, JobStatus
+
+
+@dataclass(frozen=True)
+class CompletionNotice:
+    job_id: UUID
+    user_id: UUID
+    furrsona_name: str
+    status: JobStatus
+    model_version: str | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> CompletionNotice:
+        return cls(
+            job_id=job.id,
+            user_id=job.user_id,
+            furrsona_name=job.furrsona_name,
+            status=job.status,
+            model_version=job.replicate_model_version,
+            error_message=job.error_message,
+        )
+
+    @property
+    def subject(self) -> str:
+        if self.status is JobStatus.COMPLETED:
+            return f"Your Flurrty Twin {self.furrsona_name} is ready"
+        return f"Your Flurrty Twin {self.furrsona_name} could not be trained"
+
+    @property
+    def text(self) -> str:
+        if self.status is JobStatus.COMPLETED:
+            return (
+                f"Good news: your Flurrty Twin {self.furrsona_name} has finished training and is "
+                "ready. Open flurrty.me to create pictures of your twin.\n"
+            )
+        reason = self.error_message or "The training failed."
+        return (
+            f"We could not train your Flurrty Twin {self.furrsona_name}.\n\n{reason}\n\n"
+            "You can start a new training at flurrty.me.\n"
+        )

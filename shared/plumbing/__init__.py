@@ -1,0 +1,1 @@
+"""Plumbing with no product knowledge: settings, retry, deadlines, logging and metrics, warm-up."""

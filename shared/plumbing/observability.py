@@ -1,0 +1,41 @@
+"""Structured logging and metrics singletons (Powertools), one per function container.
+
+Metrics go out as CloudWatch Embedded Metric Format lines, flushed by `@metrics.log_metrics` on
+each handler; they are recorded where the event happens, whichever path (start call, status call,
+webhook, sweep) sees it. `POWERTOOLS_METRICS_DISABLED=true` keeps them out of local output.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared.domain.job import Job, JobStatus
+
+logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "FlurrtyTwin")
+
+# Powertools' metric set is a plain dict of lists: the sweep records from several threads.
+_lock = threading.Lock()
+
+
+def _add(name: str, unit: MetricUnit, value: float) -> None:
+    with _lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def record_training_started() -> None:
+    _add("JobsStarted", MetricUnit.Count, 1)
+
+
+def record_training_finished(job: Job) -> None:
+    """A job that just left `training`: its outcome, and the billed seconds and cost if known."""
+    name = "JobsCompleted" if job.status is JobStatus.COMPLETED else "JobsFailed"
+    _add(name, MetricUnit.Count, 1)
+    if job.predict_time_seconds is not None:
+        _add("TrainingSeconds", MetricUnit.Seconds, job.predict_time_seconds)
+    if job.cost_usd is not None:
+        _add("TrainingCostUSD", MetricUnit.NoUnit, job.cost_usd)

@@ -1,0 +1,123 @@
+"""The settings every function reads, validated from the environment in one object.
+
+In AWS the secrets are not in plain environment variables: `APP_SECRET_ARN` names a Secrets Manager
+secret (a JSON object) that `shared.bootstrap.settings()` reads once per container and passes in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from shared.errors import ConfigError
+
+SECRET_KEYS = (
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_JWT_SECRET",
+    "REPLICATE_API_TOKEN",
+    "REPLICATE_WEBHOOK_SECRET",
+)
+
+
+class Settings(BaseModel):
+    """Every knob the functions read. Field names are the environment variable names, lower-cased."""
+
+    # Built at the first get_settings() (the first request), like every model here: not at import.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+
+    supabase_url: str
+    supabase_service_role_key: SecretStr
+    supabase_jwt_secret: SecretStr | None = None  # legacy HS256 projects
+    supabase_jwks_url: str | None = None  # default: <SUPABASE_URL>/auth/v1/.well-known/jwks.json
+    training_photos_bucket: str = "training-photos"
+
+    replicate_api_token: SecretStr
+    replicate_base_url: str | None = None  # the emulator locally; unset = api.replicate.com
+    replicate_trainer_model: str = "ostris/flux-dev-lora-trainer"
+    replicate_trainer_version: str
+    replicate_destination_model: str
+    replicate_destination_hardware: str = "cpu"
+    training_trigger_word: str = "TOK"
+    training_steps: int = Field(1000, ge=3, le=6000)
+
+    webhook_base_url: str | None = None
+    replicate_webhook_secret: SecretStr | None = None
+
+    photos_min: int = Field(3, ge=1)
+    photos_max: int = Field(6, ge=1)
+    photo_max_bytes: int = Field(15 * 1024 * 1024, gt=0)
+    photo_min_short_side: int = Field(512, gt=0)
+    photo_max_long_side: int = Field(2048, gt=0)
+    photo_max_pixels: int = Field(50_000_000, gt=0)
+    photos_max_total_bytes: int = Field(80 * 1024 * 1024, gt=0)  # per job (signed uploads)
+    # How long a signed-upload job waits for its photos; the signed URLs' own lifetime (2 h on
+    # hosted Supabase) caps it.
+    upload_window_seconds: int = Field(7200, ge=60)
+
+    status_refresh_seconds: float = Field(5.0, ge=0)
+    sweep_concurrency: int = Field(16, ge=1, le=64)
+    training_stale_minutes: float = Field(90.0, gt=0)
+    claim_timeout_seconds: float = Field(180.0, gt=0)  # longer than start_ai_training's timeout
+    expected_training_seconds: float = Field(600.0, gt=0)
+    training_price_per_second: float = Field(0.001528, ge=0)
+    photo_retention_days: float = Field(7.0, ge=0)  # photos kept this long after a job ends
+    notification_sender: str | None = None
+
+    @field_validator("supabase_url", "replicate_base_url", "webhook_base_url", "supabase_jwks_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @field_validator("replicate_destination_model", "replicate_trainer_model")
+    @classmethod
+    def _owner_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*", value):
+            raise ValueError("must look like owner/name in lower case")
+        return value
+
+    @field_validator("replicate_trainer_version")
+    @classmethod
+    def _version_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be a 64-character hex version id")
+        return value
+
+    @property
+    def jwks_url(self) -> str:
+        return self.supabase_jwks_url or f"{self.supabase_url}/auth/v1/.well-known/jwks.json"
+
+    @property
+    def token_issuer(self) -> str:
+        return f"{self.supabase_url}/auth/v1"
+
+    @property
+    def destination(self) -> tuple[str, str]:
+        owner, name = self.replicate_destination_model.split("/", 1)
+        return owner, name
+
+
+def settings_from_env(env: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> Settings:
+    """Validate the environment; the error names every missing or invalid variable.
+
+    `secrets`: the values read from the `APP_SECRET_ARN` secret (only its `SECRET_KEYS` count);
+    they win over the environment."""
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items() if v != ""}
+    values.update({k.lower(): v for k, v in (secrets or {}).items() if k in SECRET_KEYS and v})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]
+        invalid = [
+            f"{str(e['loc'][0]).upper()} ({e['msg']})"
+            for e in exc.errors()
+            if e["type"] != "missing"
+        ]
+        parts = []
+        if missing:
+            parts.append("missing required environment variables: " + ", ".join(missing))
+        if invalid:
+            parts.append("invalid environment variables: " + "; ".join(invalid))
+        raise ConfigError(". ".join(parts)) from None

@@ -1,0 +1,142 @@
+"""The ports: what the use cases need from the outside world, and the values that cross.
+
+Read this first. Each interface has one real adapter (`shared/adapters/`, built in
+`shared/bootstrap.py`) and one in-memory fake (`tests/fakes.py`), and both are held to the same
+behaviour (`tests/sql/test_job_store_contract.py` for the job store).
+
+- `JobStore`: the `ai_training_jobs` rows. Every write that moves a job is a compare-and-set.
+- `PhotoStore`: the private photo bucket.
+- `Trainer`: Replicate (Files API, the destination model, trainings).
+- `Notifier`: the completion notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.domain.job import Job, JobStatus
+from shared.domain.notice import CompletionNotice
+from shared.domain.training import TrainingInfo
+
+
+class JobStore(Protocol):
+    def insert(self, row: dict[str, Any]) -> Job: ...
+
+    def get(self, job_id: UUID) -> Job | None: ...
+
+    def update(
+        self,
+        job_id: UUID,
+        changes: dict[str, Any],
+        *,
+        expect_status: JobStatus | Sequence[JobStatus] | None = None,
+        expect_claim: UUID | None = None,
+    ) -> Job | None:
+        """Apply `changes` if the row still matches the expectations; None when it did not."""
+        ...
+
+    def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
+        """Jobs in `statuses`, least recently checked first."""
+        ...
+
+    def compare_and_set(
+        self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
+    ) -> bool:
+        """Set one timestamp column to `new` if it still holds `expected` (None = null)."""
+        ...
+
+    def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
+        """Trainings that ended after `finished_after` whose notice is not sent, oldest first."""
+        ...
+
+    def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
+        """Jobs with something left to remove: an unfinished deletion, a final job's zip on
+        Replicate, a final job's photos kept past `retention_cutoff`."""
+        ...
+
+    def delete(self, job_id: UUID) -> None: ...
+
+
+class PhotoStore(Protocol):
+    def put(self, path: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, path: str) -> bytes: ...
+
+    def fetch_into(self, path: str, out: IO[bytes]) -> None:
+        """Write the object into `out` as it arrives (one photo never sits in memory whole)."""
+        ...
+
+    def remove(self, paths: list[str]) -> None: ...
+
+    def list_names(self, prefix: str) -> list[str]:
+        """Every object under the folder `prefix`, at any depth."""
+        ...
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Path -> size in bytes of every object under the folder `prefix`, at any depth."""
+        ...
+
+    def signed_upload(self, path: str) -> SignedUpload:
+        """A URL and token with which a browser can put one object at `path`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    """Where a browser sends one object straight to Storage (supabase createSignedUploadUrl)."""
+
+    path: str
+    url: str  # absolute; PUT the bytes here
+    token: str  # the same token alone, for supabase-js uploadToSignedUrl(path, token, file)
+    expires_at: datetime | None  # from the token; None when it does not say
+
+
+class ObjectMissing(Exception):
+    """The object is not in the bucket."""
+
+
+class UploadedFile(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    url: str
+
+
+class Trainer(Protocol):
+    def upload_zip(self, fileobj: IO[bytes], filename: str, job_id: str) -> UploadedFile: ...
+
+    def ensure_destination(self) -> None: ...
+
+    def create_training(self, zip_url: str, webhook: str | None) -> TrainingInfo: ...
+
+    def get_training(self, training_id: str) -> TrainingInfo | None:
+        """None when Replicate does not know the id (404)."""
+        ...
+
+    def find_training(self, zip_url: str, created_after: datetime) -> TrainingInfo | None:
+        """The training whose input is this zip, if one was created (crash recovery)."""
+        ...
+
+    def cancel_training(self, training_id: str) -> TrainingInfo | None: ...
+
+    def delete_file(self, file_id: str) -> None: ...
+
+    def delete_model_version(self, model_version: str) -> None:
+        """Delete `owner/name:version_id` (a training's `output.version`); one already gone is fine."""
+        ...
+
+
+class NoticeUndeliverable(Exception):
+    """The notice can never be delivered (no address, rejected): do not try again."""
+
+
+class Notifier(Protocol):
+    def send(self, notice: CompletionNotice) -> None:
+        """Deliver the notice; NoticeUndeliverable when retrying cannot help."""
+        ...

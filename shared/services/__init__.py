@@ -1,0 +1,1 @@
+"""The use cases: each public function takes one `Deps` container."""

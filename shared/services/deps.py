@@ -1,0 +1,29 @@
+"""The one dependency container every use case takes: the settings and the four ports.
+
+`shared.bootstrap.deps()` builds it for one invocation, every adapter bound to that invocation's
+deadline; `tests/unit/conftest.py` builds it from in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.plumbing.settings import Settings
+from shared.ports import JobStore, Notifier, PhotoStore, Trainer
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    jobs: JobStore
+    photos: PhotoStore
+    trainer: Trainer
+    # Called at the first notice: with e-mail on, the notifier loads boto3 and builds an SES
+    # client, which most requests (every status read) never need.
+    make_notifier: Callable[[], Notifier]
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        return self.make_notifier()

@@ -1,0 +1,260 @@
+"""start_ai_training: claim the job, zip its photos, upload the zip, start the fine-tune.
+
+Starting costs money, so each step is written so that a repeat (a double click, twenty concurrent
+calls, a retry after a crash) can never create a second training:
+1. the claim is a compare-and-set `pending -> training` with a fresh claim token;
+2. the uploaded zip's URL is saved on the row before the training is created;
+3. right before creating the training the claim is renewed (a new token, `last_checked_at` now),
+   so nobody can take it over for `claim_timeout_seconds`, and the create call sends its last POST
+   well within that time (`ReplicateTrainer.create_training`);
+4. a later attempt first looks for a training whose input is that zip and adopts it.
+
+A job claimed but never started (the function died or timed out before the training was recorded)
+stays in `training` without a training id. Once its claim is `claim_timeout_seconds` old, the next
+start call, status call or sweep takes the claim over and resumes it: it adopts the training if
+Replicate has one for the zip, else carries on and creates it. After `training_stale_minutes`
+without a training, it is failed with `NOT_STARTED_MESSAGE` (a training found even then is still
+adopted, never left running unrecorded). It never goes back to `pending`: the database allows no
+`training -> pending` move, and a person's repeated start would claim it again anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aws_lambda_powertools import Logger
+
+from shared.domain.claims import NOT_STARTED_MESSAGE, stalled_start
+from shared.domain.job import PROGRESS_TRAINING_STARTED, Job, JobStatus
+from shared.domain.progress import estimate_completion
+from shared.domain.training import CLOCK_SKEW, TrainingInfo
+from shared.errors import AppError, ErrorCode
+from shared.photos.training_zip import write_training_zip
+from shared.plumbing.observability import record_training_finished, record_training_started
+from shared.plumbing.settings import Settings
+from shared.ports import ObjectMissing
+from shared.services.common import owned_job
+from shared.services.deps import Deps
+
+logger = Logger(child=True)
+
+
+PHOTO_FETCH_CONCURRENCY = 6
+
+
+class ClaimLost(Exception):
+    """Another worker owns this job's start now; stop without touching it."""
+
+
+def webhook_url(settings: Settings, job_id: uuid.UUID) -> str | None:
+    if not settings.webhook_base_url:
+        return None
+    return f"{settings.webhook_base_url}/webhooks/replicate?jobId={quote(str(job_id))}"
+
+
+def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: Deps) -> Job:
+    job = owned_job(deps.jobs, job_id, user_id)
+    if job.status is JobStatus.UPLOADING:
+        raise AppError(
+            ErrorCode.UPLOAD_INCOMPLETE,
+            "The photos of this job are not uploaded yet; complete the upload first.",
+        )
+    now = datetime.now(UTC)
+    if stalled_start(job, deps.settings, now):
+        return resume_stalled_start(job, deps, now)  # the earlier start died half-way
+    if job.status is not JobStatus.PENDING:
+        return job  # already started or finished: idempotent answer
+    token = uuid.uuid4()
+    claimed = deps.jobs.update(
+        job_id,
+        {
+            "status": JobStatus.TRAINING,
+            "claim_token": token,
+            "claimed_at": now,
+            "last_checked_at": now,
+        },
+        expect_status=JobStatus.PENDING,
+    )
+    if claimed is None:
+        # Lost the race to a concurrent call: answer with the job as it stands.
+        return owned_job(deps.jobs, job_id, user_id)
+    return launch(claimed, token, deps)
+
+
+def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -> Job:
+    """Run the start steps for a job we hold the claim of; safe to run again after a crash.
+
+    With `may_create=False` an existing training is still adopted, but none is created: the job
+    is failed instead.
+    """
+    try:
+        training: TrainingInfo | None = None
+        if job.replicate_file_url is None:
+            if not may_create:
+                return _fail(job, token, NOT_STARTED_MESSAGE, deps)
+            deps.trainer.ensure_destination()
+            # A fresh zip: no training can use it yet. Saving its URL also renews the claim.
+            job, token = _upload_zip(job, token, deps)
+        else:
+            if job.claimed_at is not None:
+                # An earlier attempt got this far; it may have created the training before dying.
+                since = job.claimed_at - CLOCK_SKEW
+                training = deps.trainer.find_training(job.replicate_file_url, since)
+            if training is None:
+                if not may_create:
+                    return _fail(job, token, NOT_STARTED_MESSAGE, deps)
+                deps.trainer.ensure_destination()
+                job, token = _renew_claim(job, token, deps)
+        assert job.replicate_file_url is not None
+        if training is None:
+            # The claim was renewed just now (with the zip's URL, or above): create right away.
+            training = deps.trainer.create_training(
+                job.replicate_file_url, webhook_url(deps.settings, job.id)
+            )
+        return _record_started(job, token, training, deps)
+    except ObjectMissing:
+        return _fail(
+            job,
+            token,
+            "Some of the photos of this job are gone from storage; upload them again.",
+            deps,
+        )
+    except ClaimLost:
+        current = deps.jobs.get(job.id)
+        assert current is not None
+        return current
+
+
+def _upload_zip(job: Job, token: uuid.UUID, deps: Deps) -> tuple[Job, uuid.UUID]:
+    """Zip and upload the photos, then save the file's URL with the claim's renewal (one write
+    instead of two before the paid call)."""
+    # A named file: the replicate client reads `.name` for the upload's filename part.
+    with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
+        write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
+        uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
+    try:
+        return _renew_claim(
+            job,
+            token,
+            deps,
+            also={"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},
+        )
+    except ClaimLost:
+        deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
+        raise
+
+
+def fetched_in_order(deps: Deps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """`(file name, bytes)` of each photo in order, all fetched in parallel.
+
+    Each photo is streamed into its own temp file (`PhotoStore.fetch_into`) and read
+    back when the zip writer reaches it, so memory holds one photo at a time, never the set.
+    """
+
+    def to_file(folder: str, index: int, path: str) -> str:
+        name = os.path.join(folder, f"{index:02d}")
+        with open(name, "wb") as out:
+            deps.photos.fetch_into(path, out)
+        return name
+
+    with (
+        tempfile.TemporaryDirectory(prefix="photos-") as folder,
+        ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool,
+    ):
+        fetches = [pool.submit(to_file, folder, i, path) for i, path in enumerate(paths)]
+        try:
+            for path, fetched in zip(paths, fetches, strict=True):
+                name = fetched.result()
+                with open(name, "rb") as photo:
+                    data = photo.read()
+                os.remove(name)  # /tmp is small on Lambda: the zip alone takes as much
+                yield path.rsplit("/", 1)[-1], data
+        finally:
+            for fetched in fetches:
+                fetched.cancel()  # the zip gave up (a missing photo): fetch no more
+
+
+def _renew_claim(
+    job: Job, token: uuid.UUID, deps: Deps, also: dict[str, Any] | None = None
+) -> tuple[Job, uuid.UUID]:
+    """A fresh token and a fresh sign of life, right before the call that costs money, written
+    together with the fields `also`; the saved row and the new token.
+
+    A resumer that read the row earlier now fails its compare-and-set on the old token, and one
+    reading it now sees a live claim for another `claim_timeout_seconds`.
+    """
+    renewed = uuid.uuid4()
+    saved = deps.jobs.update(
+        job.id,
+        {**(also or {}), "claim_token": renewed, "last_checked_at": datetime.now(UTC)},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if saved is None:
+        raise ClaimLost
+    return saved, renewed
+
+
+def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: Deps) -> Job:
+    now = datetime.now(UTC)
+    saved = deps.jobs.update(
+        job.id,
+        {
+            "replicate_training_id": training.id,
+            "progress": max(job.progress, PROGRESS_TRAINING_STARTED),
+            "estimated_completion": estimate_completion(training, None, now, deps.settings),
+            "last_replicate_status": training.status,
+            "last_checked_at": now,
+        },
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if saved is None:
+        raise ClaimLost
+    record_training_started()
+    return saved
+
+
+def _fail(job: Job, token: uuid.UUID, message: str, deps: Deps) -> Job:
+    failed = deps.jobs.update(
+        job.id,
+        {"status": JobStatus.FAILED, "error_message": message},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
+    )
+    if failed is None:
+        raise ClaimLost
+    logger.warning("training could not start", extra={"job_id": str(job.id), "reason": message})
+    record_training_finished(failed)  # JobsFailed counts jobs that never trained too
+    return failed
+
+
+def resume_stalled_start(job: Job, deps: Deps, now: datetime) -> Job:
+    """The repair for a claim whose start never finished (the function died or timed out).
+
+    Takes the claim over with a compare-and-set on the token we read, then runs the same
+    idempotent steps. A claim older than `training_stale_minutes` may only adopt a training that
+    exists; without one the job is failed.
+    """
+    token = uuid.uuid4()
+    taken = deps.jobs.update(
+        job.id,
+        {"claim_token": token, "last_checked_at": now},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=job.claim_token,
+    )
+    if taken is None:
+        return deps.jobs.get(job.id) or job
+    claimed_at = job.claimed_at or now
+    given_up = now - claimed_at > timedelta(minutes=deps.settings.training_stale_minutes)
+    try:
+        return launch(taken, token, deps, may_create=not given_up)
+    except AppError:
+        return taken  # still transient: the next attempt after the claim timeout tries again

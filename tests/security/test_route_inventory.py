@@ -1,0 +1,56 @@
+"""Every route the three Function URL apps register is attacked by this suite (it is in
+`attacks.ROUTES`, whose token, ownership and injection tests run on every entry), or it is in the
+explicit allow-list below with the reason it takes no user token. A new route that nobody added
+here fails, so it cannot quietly skip authentication."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.security.attacks import ROUTES
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
+
+# Routes without a user's token, each with what protects it instead.
+NOT_USER_ROUTES = {
+    # Replicate's webhooks: a Standard Webhooks signature (tests/security/test_attack_webhooks.py).
+    ("check_training_status", "POST", "/webhooks/replicate"),
+}
+
+
+def normalised(path: str) -> str:
+    """`/uploads/<job_id>/complete` and `uploads/{job}/complete` both as `/uploads/{}/complete`."""
+    path = "/" + path.lstrip("/")
+    return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
+
+
+def registered(function: str) -> set[tuple[str, str, str]]:
+    spec = importlib.util.spec_from_file_location(f"{function}_routes", REPO / "functions" /
+                                                  function / "app.py")  # fmt: skip
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = module.app
+    return {
+        (function, route.method.upper(), normalised(route.path))
+        for route in app._static_routes + app._dynamic_routes
+    }
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_registered_route_is_attacked_or_allowed_on_purpose(function: str) -> None:
+    attacked = {(r.function, r.method, normalised(r.path)) for r in ROUTES}
+    routes = registered(function)
+    assert routes, f"{function} registers no route?"
+    assert routes - attacked - NOT_USER_ROUTES == set()
+
+
+def test_the_lists_name_no_route_that_does_not_exist() -> None:
+    every = set().union(*(registered(f) for f in FUNCTIONS))
+    listed = {(r.function, r.method, normalised(r.path)) for r in ROUTES} | NOT_USER_ROUTES
+    assert listed - every == set()

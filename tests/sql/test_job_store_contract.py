@@ -1,0 +1,222 @@
+"""The `JobStore` port's contract, run against both implementations: the in-memory fake the unit
+tests use and `PostgrestJobStore` over the real PostgREST and Postgres (triggers included). When
+the fake drifts from the database, a case here fails for one of them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from postgrest import SyncPostgrestClient
+
+from devstack.postgres import LocalPostgres
+from devstack.postgrest import LocalPostgrest
+from devstack.schema import create_user
+from devstack.tokens import service_role_key
+from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.domain.job import JobStatus
+from shared.errors import AppError
+from shared.ports import JobStore
+from tests.fakes import InMemoryJobStore
+
+pytestmark = pytest.mark.stack
+
+NewUser = Callable[[], uuid.UUID]
+
+
+@pytest.fixture(params=["memory", "postgrest"])
+def store(
+    request: pytest.FixtureRequest, pg: LocalPostgres, rest: LocalPostgrest, jwt_secret: str
+) -> Iterator[tuple[JobStore, NewUser]]:
+    if request.param == "memory":
+        yield InMemoryJobStore(), uuid.uuid4
+        return
+    key = service_role_key(jwt_secret)
+    client = SyncPostgrestClient(
+        rest.url, headers={"apikey": key, "Authorization": f"Bearer {key}"}, retry_enabled=False
+    )
+    yield PostgrestJobStore(lambda: client), lambda: uuid.UUID(create_user(pg.dsn()))
+
+
+def new_job(store: JobStore, user: uuid.UUID, **values: Any) -> Any:
+    row = {
+        "id": uuid.uuid4(),
+        "user_id": user,
+        "furrsona_name": "Ember",
+        "status": JobStatus.PENDING,
+        "progress": 20,
+        "photo_urls": [f"{user}/x/01.jpg"],
+        "customization_data": {"type": "fox"},
+        **values,
+    }
+    return store.insert(row)
+
+
+def walk(store: JobStore, job: Any, *moves: tuple[JobStatus, int]) -> Any:
+    for status, progress in moves:
+        job = store.update(
+            job.id, {"status": status, "progress": progress}, expect_status=job.status
+        )
+        assert job is not None
+    return job
+
+
+def test_an_inserted_job_reads_back_the_same(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    assert jobs.get(job.id) == job
+    assert job.customization_data == {"type": "fox"} and job.status is JobStatus.PENDING
+    assert job.created_at is not None and job.progress_changed_at is not None
+    assert jobs.get(uuid.uuid4()) is None
+
+
+def test_inserting_the_same_id_again_answers_the_row_it_made(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    again = jobs.insert({"id": job.id, "user_id": job.user_id, "furrsona_name": "Other",
+                         "status": JobStatus.PENDING, "progress": 20})  # fmt: skip
+    assert again.furrsona_name == "Ember"
+    assert jobs.get(job.id) == job
+
+
+def test_a_new_job_starts_pending_or_uploading(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    with pytest.raises((AppError, AssertionError)):
+        new_job(jobs, user(), status=JobStatus.TRAINING)
+
+
+def test_update_is_a_compare_and_set_on_status_and_claim(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    token = uuid.uuid4()
+    assert jobs.update(job.id, {"error_message": "x"}, expect_status=JobStatus.TRAINING) is None
+    claimed = jobs.update(
+        job.id,
+        {"status": JobStatus.TRAINING, "claim_token": token},
+        expect_status=[JobStatus.PENDING, JobStatus.UPLOADING],
+    )
+    assert claimed is not None and claimed.status is JobStatus.TRAINING
+    assert jobs.update(job.id, {"progress": 31}, expect_claim=uuid.uuid4()) is None
+    moved = jobs.update(job.id, {"progress": 31}, expect_claim=token)
+    assert moved is not None and moved.progress == 31
+    assert jobs.get(job.id) == moved
+    assert jobs.update(uuid.uuid4(), {"progress": 50}) is None
+
+
+@pytest.mark.parametrize(
+    ("moves", "refused"),
+    [
+        ([], (JobStatus.COMPLETED, 100)),  # pending -> completed skips training
+        ([(JobStatus.TRAINING, 30)], (JobStatus.PENDING, 30)),  # never back
+        ([(JobStatus.FAILED, 20)], (JobStatus.TRAINING, 30)),  # failed is final
+        ([(JobStatus.TRAINING, 50)], (JobStatus.TRAINING, 40)),  # progress never goes down
+    ],
+)
+def test_the_database_rules_refuse_a_wrong_move(
+    store: tuple[JobStore, NewUser],
+    moves: list[tuple[JobStatus, int]],
+    refused: tuple[JobStatus, int],
+) -> None:
+    jobs, user = store
+    job = walk(jobs, new_job(jobs, user()), *moves)
+    status, progress = refused
+    with pytest.raises(AppError) as info:
+        jobs.update(job.id, {"status": status, "progress": progress})
+    assert info.value.code == "job_state_changed"
+    assert jobs.get(job.id) == job
+
+
+def test_ending_a_job_stamps_its_end_and_the_progress_clock(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    job = walk(jobs, new_job(jobs, user()), (JobStatus.TRAINING, 30))
+    checked = jobs.update(job.id, {"last_checked_at": datetime.now(UTC)})
+    assert checked is not None and checked.progress_changed_at == job.progress_changed_at
+    failed = jobs.update(job.id, {"status": JobStatus.FAILED, "error_message": "x"})
+    assert failed is not None and failed.completed_at is not None
+    assert failed.progress_changed_at is not None
+    assert failed.progress_changed_at > job.progress_changed_at
+
+
+def test_compare_and_set_of_one_timestamp(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    now = datetime.now(UTC).replace(microsecond=0)
+    assert jobs.compare_and_set(job.id, "notified_at", None, now) is True
+    assert jobs.compare_and_set(job.id, "notified_at", None, now) is False
+    assert jobs.compare_and_set(job.id, "notified_at", now + timedelta(1), None) is False
+    assert jobs.compare_and_set(job.id, "notified_at", now, None) is True
+    assert jobs.get(job.id).notified_at is None  # type: ignore[union-attr]
+    assert jobs.compare_and_set(uuid.uuid4(), "notified_at", None, now) is False
+
+
+def test_active_jobs_come_least_recently_checked_first(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    owner = user()
+    now = datetime.now(UTC)
+    made = [walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30)) for _ in range(4)]
+    jobs.update(made[0].id, {"last_checked_at": now - timedelta(minutes=1)})
+    jobs.update(made[1].id, {"last_checked_at": now - timedelta(minutes=5)})
+    walk(jobs, made[2], (JobStatus.FAILED, 30))  # no longer active
+    listed = [j.id for j in jobs.list_active([JobStatus.TRAINING], 1000) if j.user_id == owner]
+    assert listed == [made[3].id, made[1].id, made[0].id]  # never checked, oldest, newest
+    assert len(jobs.list_active([JobStatus.TRAINING], 1)) == 1
+
+
+def test_unnotified_trainings_are_the_finished_ones_still_owed_a_notice(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    owner = user()
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    def finished(**changes: Any) -> Any:
+        job = walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30))
+        training = {"replicate_training_id": uuid.uuid4().hex}
+        return jobs.update(job.id, {**training, "status": JobStatus.FAILED, **changes})
+
+    owed = finished()
+    finished(notified_at=datetime.now(UTC))
+    finished(deletion_requested_at=datetime.now(UTC))
+    old = finished(completed_at=datetime.now(UTC) - timedelta(days=2))
+    walk(jobs, new_job(jobs, owner), (JobStatus.FAILED, 20))  # never trained: no notice
+    listed = [j.id for j in jobs.list_unnotified(since, 100) if j.user_id == owner]
+    assert listed == [owed.id]
+    assert old.id not in [j.id for j in jobs.list_unnotified(since, 100)]
+
+
+def test_cleanup_is_due_for_deletions_kept_zips_and_expired_photos(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    owner = user()
+    cutoff = datetime.now(UTC) - timedelta(days=7)
+
+    def ended(**changes: Any) -> Any:
+        job = walk(jobs, new_job(jobs, owner), (JobStatus.FAILED, 20))
+        return jobs.update(job.id, changes) if changes else job
+
+    deleting = ended(deletion_requested_at=datetime.now(UTC))
+    zip_kept = ended(replicate_file_id="file-1", photos_deleted_at=datetime.now(UTC))
+    old_photos = ended(completed_at=cutoff - timedelta(days=1))
+    ended(completed_at=cutoff - timedelta(days=1), photos_deleted_at=datetime.now(UTC))
+    ended()  # photos still within their retention
+    new_job(jobs, owner)  # active: nothing to clean yet
+    due = {j.id for j in jobs.list_cleanup_due(cutoff, 1000) if j.user_id == owner}
+    assert due == {deleting.id, zip_kept.id, old_photos.id}
+
+
+def test_a_deleted_row_is_gone(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    jobs.delete(job.id)
+    assert jobs.get(job.id) is None
+    jobs.delete(job.id)  # again: nothing to do, no error

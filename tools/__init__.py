@@ -1,0 +1,1 @@
+"""Developer tools: generators for the committed documents (run with `python -m tools.<name>`)."""
