@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
@@ -33,6 +34,7 @@ return {
   model: document.getElementById('model-version').textContent,
   message: document.getElementById('training-message').textContent,
   photosMessage: document.getElementById('photos-message').textContent,
+  photosError: document.getElementById('photos-message').classList.contains('error'),
 };
 """
 
@@ -89,11 +91,13 @@ def follow(browser: WebDriver, until: Callable[[dict[str, Any]], bool], seconds:
     def done(driver: WebDriver) -> bool:
         state = snapshot(driver)
         seen.append(state)
+        if state["photosError"]:
+            raise AssertionError(f"the page shows an error: {state['photosMessage']}")
         return until(state)
 
     try:
         wait(browser, seconds).until(done)
-    except Exception as exc:
+    except TimeoutException as exc:
         raise AssertionError(f"page never got there; last state: {seen[-1:]}") from exc
     return seen
 
