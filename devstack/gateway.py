@@ -311,7 +311,6 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle on, every keep-alive response
     # waits ~40 ms for the client's delayed ACK.
     disable_nagle_algorithm = True
-    _cors = False  # this request is on a route that Kong's cors plugin covers
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("gateway: " + format, *args)
@@ -322,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
-        self._cors = False
+        self._cors = False  # set per request: is this a route Kong's cors plugin covers?
         gw = self.server.gateway
         method = self.command.upper()
         path, _, query = self.path.partition("?")
