@@ -29,12 +29,15 @@ DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
 
 
 def local_allowed_origins(playground_origin: str) -> list[str]:
-    """The local stand-in for template.yaml's `AllowedOrigins`: `ALLOWED_ORIGINS` (comma
-    separated) when set, else the playground and the usual dev-server origins."""
+    """The local stand-in for template.yaml's `AllowedOrigins`: the playground's own origin, then
+    `ALLOWED_ORIGINS` (comma separated) when set, else the usual dev-server origins. The
+    playground is always in: its port is new on every start."""
     configured = os.environ.get("ALLOWED_ORIGINS")
-    if configured is not None:
-        return [origin.strip() for origin in configured.split(",") if origin.strip()]
-    return [playground_origin, *DEV_ORIGINS]
+    if configured is None:
+        others = list(DEV_ORIGINS)
+    else:
+        others = [origin.strip() for origin in configured.split(",") if origin.strip()]
+    return [playground_origin, *(origin for origin in others if origin != playground_origin)]
 
 
 @dataclass

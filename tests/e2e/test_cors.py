@@ -170,16 +170,19 @@ def test_template_cors_reads_the_template_and_takes_the_local_origins_as_a_param
         assert local[name].allow_methods == expected.allow_methods
 
 
-def test_the_local_origins_come_from_allowed_origins_when_set(
+def test_the_local_origins_are_the_playground_and_allowed_origins_when_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ALLOWED_ORIGINS", raising=False)
     assert local_allowed_origins("http://127.0.0.1:9") == ["http://127.0.0.1:9", *DEV_ORIGINS]
     monkeypatch.setenv("ALLOWED_ORIGINS", " https://app.example , http://localhost:3000,")
     assert local_allowed_origins("http://127.0.0.1:9") == [
+        "http://127.0.0.1:9",
         "https://app.example",
         "http://localhost:3000",
     ]
+    monkeypatch.setenv("ALLOWED_ORIGINS", "")
+    assert local_allowed_origins("http://127.0.0.1:9") == ["http://127.0.0.1:9"]
 
 
 # --------------------------------------------------------------------------- Supabase gateway
