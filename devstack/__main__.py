@@ -38,6 +38,8 @@ def cmd_run(_: argparse.Namespace) -> int:
     started = time.monotonic()
     with LocalStack(options) as stack:
         print(f"stack up in {time.monotonic() - started:.1f}s: Supabase at {stack.supabase_url}")
+        if stack.playground is not None:
+            print(f"playground (while the flow runs): {stack.playground.url}")
         result = run_flow(stack.stack_env(), timeout_seconds=3600 if real else 120)
     print(f"stack stopped; flow took {result.seconds:.1f}s")
     if result.status != "completed":
@@ -104,8 +106,12 @@ def cmd_up(_: argparse.Namespace) -> int:
             process.kill()
             return 1
         time.sleep(0.2)
+    env = ENV_FILE.read_text()
     print(f"stack up (pid {process.pid}); `source {ENV_FILE.relative_to(ROOT)}` to use it:")
-    print(ENV_FILE.read_text())
+    print(env)
+    for line in env.splitlines():
+        if line.startswith("export PLAYGROUND_URL="):
+            print(f"playground: open {shlex.split(line.partition('=')[2])[0]} in a browser")
     return 0
 
 

@@ -3,6 +3,21 @@ handlers, and a timer fires the EventBridge schedule, as AWS would.
 
 Each function gets its own port (a Function URL is its own host). Like AWS, a request whose event
 would exceed 6 MB is refused with 413 before the handler runs, and binary bodies arrive base64.
+
+CORS is the URL's, as in AWS: each function's `FunctionUrlConfig.Cors` is read from template.yaml
+(`template_cors`), a preflight is answered by the URL without invoking the function, and every other
+response gets the configured headers (the URL's win over any the function sent). What Lambda sends
+(team reference serverless.md 0.3; the AWS guide "Cross-origin resource sharing (CORS)" and a
+published capture of a live URL):
+  preflight (OPTIONS with Origin and Access-Control-Request-Method): 200, empty body,
+    `Content-Type: application/json`, `Vary: Origin`; for an allowed origin also
+    Access-Control-Allow-Origin (the origin, or `*` for a wildcard), -Allow-Methods and
+    -Allow-Headers (the configured lists joined by ","), -Max-Age (when configured) and
+    -Allow-Credentials: true (when configured);
+  any other request with an Origin: the function's response plus `Vary: Origin`; for an allowed
+    origin also Access-Control-Allow-Origin, -Expose-Headers and -Allow-Credentials as configured.
+A refused origin gets no Access-Control-* header at all, so the browser blocks the call; that the
+preflight still answers 200 is our reading (no capture of a refused preflight was found).
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,9 +37,12 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
+
 from devstack.ports import LOOPBACK, Lifecycle
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
 INVOKE_LIMIT_BYTES = 6 * 1024 * 1024
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 SCHEDULE_EVENT = {"source": "flurrty.schedule", "action": "sweep"}
@@ -33,6 +51,154 @@ SCHEDULE_EVENT = {"source": "flurrty.schedule", "action": "sweep"}
 TIMEOUTS = {"upload_training_photos": 29, "start_ai_training": 120, "check_training_status": 60}
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# Response headers the URL owns when CORS is configured (lower case).
+_CORS_HEADERS = frozenset(
+    {
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "access-control-max-age",
+    }
+)
+
+
+@dataclass(frozen=True)
+class UrlCors:
+    """One Function URL's `Cors` (AWS::Lambda::Url Cors), applied the way Lambda applies it."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    def allowed_origin(self, origin: str) -> str | None:
+        """The Access-Control-Allow-Origin value for this request origin, None if refused."""
+        if "*" in self.allow_origins:
+            return "*"
+        return origin if origin in self.allow_origins else None
+
+    def preflight_headers(self, origin: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Vary": "Origin"}
+        allowed = self.allowed_origin(origin)
+        if allowed is None:
+            return headers
+        headers["Access-Control-Allow-Origin"] = allowed
+        if self.allow_headers:
+            headers["Access-Control-Allow-Headers"] = ",".join(self.allow_headers)
+        if self.allow_methods:
+            headers["Access-Control-Allow-Methods"] = ",".join(self.allow_methods)
+        if self.max_age is not None:
+            headers["Access-Control-Max-Age"] = str(self.max_age)
+        if self.allow_credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        return headers
+
+    def response_headers(self, origin: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """The function's response headers with the URL's CORS headers put in their place."""
+        out = {k: v for k, v in headers.items() if k.lower() not in _CORS_HEADERS}
+        vary = next((k for k in out if k.lower() == "vary"), None)
+        out[vary or "Vary"] = f"{out[vary]}, Origin" if vary else "Origin"
+        allowed = self.allowed_origin(origin)
+        if allowed is None:
+            return out
+        out["Access-Control-Allow-Origin"] = allowed
+        if self.expose_headers:
+            out["Access-Control-Expose-Headers"] = ",".join(self.expose_headers)
+        if self.allow_credentials:
+            out["Access-Control-Allow-Credentials"] = "true"
+        return out
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags: `!Ref X` becomes {"Ref": "X"}, `!If [...]` becomes
+    {"Fn::If": [...]}, and so on, as CloudFormation reads them."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        loaded: dict[str, Any] = yaml.load(handle, Loader=_TemplateLoader)  # a SafeLoader subclass
+    return loaded
+
+
+def template_cors(
+    parameter_overrides: Mapping[str, Sequence[str] | str] | None = None, path: Path = TEMPLATE
+) -> dict[str, UrlCors]:
+    """Each function's (named by its CodeUri folder) Function URL CORS from template.yaml, with
+    `!Ref` parameters resolved to their defaults unless overridden, as `sam deploy
+    --parameter-overrides` would."""
+    template = load_template(path)
+    parameters = template.get("Parameters", {})
+    overrides = dict(parameter_overrides or {})
+
+    def resolve(value: Any, where: str) -> Any:
+        if isinstance(value, list):
+            return [resolve(item, where) for item in value]
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            name = value["Ref"]
+            if name in overrides:
+                return overrides[name]
+            if name not in parameters or "Default" not in parameters[name]:
+                raise ValueError(
+                    f"{where}: parameter {name!r} has no default; pass it as an override"
+                )
+            default = parameters[name]["Default"]
+            if parameters[name].get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in str(default).split(",") if item.strip()]
+            return default
+        if isinstance(value, dict):
+            raise ValueError(f"{where}: {value!r} cannot be resolved locally")
+        return value
+
+    def strings(value: Any, where: str) -> tuple[str, ...]:
+        resolved = resolve(value, where)
+        if isinstance(resolved, str):
+            resolved = [resolved]
+        flat: list[str] = []
+        for item in resolved:
+            flat.extend(item if isinstance(item, list) else [item])
+        return tuple(str(item) for item in flat)
+
+    out: dict[str, UrlCors] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource.get("Properties", {})
+        cors = (props.get("FunctionUrlConfig") or {}).get("Cors")
+        if not cors:
+            continue
+        where = f"{logical_id}.FunctionUrlConfig.Cors"
+        max_age = resolve(cors.get("MaxAge"), where)
+        out[Path(str(props["CodeUri"])).name] = UrlCors(
+            allow_origins=strings(cors.get("AllowOrigins", []), where),
+            allow_methods=strings(cors.get("AllowMethods", []), where),
+            allow_headers=strings(cors.get("AllowHeaders", []), where),
+            expose_headers=strings(cors.get("ExposeHeaders", []), where),
+            max_age=None if max_age is None else int(max_age),
+            allow_credentials=bool(resolve(cors.get("AllowCredentials", False), where)),
+        )
+    return out
 
 
 def load_handler(name: str) -> Handler:
@@ -130,9 +296,10 @@ class _FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # bursts of concurrent calls (the default 5 resets connections)
 
-    def __init__(self, name: str, handler: Handler, port: int):
+    def __init__(self, name: str, handler: Handler, port: int, cors: UrlCors | None = None):
         self.function_name = name
         self.handler = handler
+        self.cors = cors
         super().__init__((LOOPBACK, port), _RequestHandler)
 
 
@@ -146,6 +313,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
+        origin = self.headers.get("origin")
+        cors = self.server.cors
+        if (
+            cors is not None
+            and self.command == "OPTIONS"
+            and origin
+            and self.headers.get("access-control-request-method")
+        ):
+            # The URL answers a preflight itself; the function never sees it.
+            self._send(200, cors.preflight_headers(origin), b"", preflight=True)
+            return
         event = build_event(
             self.command, self.path, list(self.headers.items()), body, self.headers.get("host", "")
         )
@@ -174,7 +352,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         status, headers, payload = _decode_result(result)
         self._send(status, headers, payload)
 
-    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+    def _send(
+        self, status: int, headers: dict[str, str], payload: bytes, preflight: bool = False
+    ) -> None:
+        origin = self.headers.get("origin")
+        if self.server.cors is not None and origin and not preflight:
+            headers = self.server.cors.response_headers(origin, headers)
         self.send_response(status)
         for key, value in headers.items():
             if key.lower() not in ("content-length", "connection", "transfer-encoding"):
@@ -201,9 +384,15 @@ def _decode_result(result: Any) -> tuple[int, dict[str, str], bytes]:
 class FunctionUrls(Lifecycle):
     """The three handlers on their own loopback ports, plus the schedule."""
 
-    def __init__(self, ports: dict[str, int], schedule_seconds: float | None = 3.0):
+    def __init__(
+        self,
+        ports: dict[str, int],
+        schedule_seconds: float | None = 3.0,
+        cors: Mapping[str, UrlCors] | None = None,
+    ):
         self.ports = ports
         self.schedule_seconds = schedule_seconds
+        self.cors = dict(cors or {})
         self._servers: list[_FunctionServer] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -217,7 +406,7 @@ class FunctionUrls(Lifecycle):
         for name, port in self.ports.items():
             handler = load_handler(name)
             self.handlers[name] = handler
-            server = _FunctionServer(name, handler, port)
+            server = _FunctionServer(name, handler, port, self.cors.get(name))
             thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
             thread.start()
             self._servers.append(server)

@@ -4,10 +4,19 @@
     /storage/v1/*                 -> the Storage emulator (devstack.storage_emulator)
     GET /auth/v1/.well-known/jwks.json -> the configured JWKS
     GET /auth/v1/admin/users/{id} -> Supabase Auth's admin read of one user, from auth.users
+    POST /auth/v1/signup          -> local e-mail + password sign-up (devstack.local_auth)
+    POST /auth/v1/token?grant_type=password -> local password sign-in
     anything else                 -> 404 JSON
 
 So `supabase.create_client(gateway.url, key)` works unchanged against the local stack. For tests
 it can inject faults into Storage (or REST) requests, add a fixed latency, and counts requests.
+
+CORS as Supabase's gateway answers it: Kong's `cors` plugin with its default configuration sits on
+every /rest/v1, /storage/v1 and /auth/v1 route (Supabase's self-hosted and CLI kong.yml; the
+Storage server leaves CORS to Kong). It runs before the apikey check: a preflight (OPTIONS with
+Origin and Access-Control-Request-Method) is answered 200 with `Access-Control-Allow-Origin: *`,
+the request's Access-Control-Request-Headers echoed as -Allow-Headers, and Kong's default methods;
+every other response to a request with an Origin gets `Access-Control-Allow-Origin: *`.
 
     with SupabaseGateway(postgrest_url=rest.url, database_url=pg.dsn(), jwt_secret=secret,
                          data_dir=tmp) as gw:
@@ -35,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 
+from devstack import local_auth
 from devstack.ports import LOOPBACK, Lifecycle, TrackingHTTPServer, wait_for_port
 from devstack.storage_emulator import (
     DEFAULT_UPLOAD_URL_TTL_SECONDS,
@@ -61,6 +71,8 @@ _SET_BY_US = {"content-length", "date", "server"}
 _DRAIN_LIMIT = 64 * 1024 * 1024
 _COPY_CHUNK = 256 * 1024
 _JSON = "application/json; charset=utf-8"
+# Kong's cors plugin answers preflights with these methods when none are configured.
+KONG_CORS_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"
 
 
 # --------------------------------------------------------------------------- faults
@@ -257,6 +269,33 @@ def _json_reply(status: int, payload: Any, headers: list[tuple[str, str]] | None
     return _Reply(status, [("Content-Type", _JSON), *(headers or [])], json.dumps(payload).encode())
 
 
+_API_VERSION_HEADER = "x-supabase-api-version"
+_API_VERSION_2024 = "2024-01-01"
+
+
+def _gotrue_error(error: local_auth.AuthError, api_version: str) -> _Reply:
+    """GoTrue's error body: `{code, message}` for clients that send API version 2024-01-01 or
+    later (supabase-js, supabase-py; the version is echoed), else `{code: <status>, error_code,
+    msg}`."""
+    if api_version >= _API_VERSION_2024:
+        payload: dict[str, Any] = {"code": error.code, "message": error.message}
+        headers = [("X-Supabase-Api-Version", _API_VERSION_2024)]
+    else:
+        payload = {"code": error.status, "error_code": error.code, "msg": error.message}
+        headers = []
+    payload.update(error.extra or {})
+    return _json_reply(error.status, payload, headers)
+
+
+def _kong_preflight(request_headers: str | None) -> _Reply:
+    """Kong's cors plugin's own answer to a preflight, with its default configuration."""
+    headers = [("Access-Control-Allow-Origin", "*")]
+    if request_headers:
+        headers.append(("Access-Control-Allow-Headers", request_headers))
+    headers.append(("Access-Control-Allow-Methods", KONG_CORS_METHODS))
+    return _Reply(200, headers)
+
+
 class _Server(TrackingHTTPServer):
     block_on_close = False
 
@@ -282,6 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
+        self._cors = False  # set per request: is this a route Kong's cors plugin covers?
         gw = self.server.gateway
         method = self.command.upper()
         path, _, query = self.path.partition("?")
@@ -300,6 +340,19 @@ class _Handler(BaseHTTPRequestHandler):
             route, faults = "rest", gw.rest_faults
         elif path.startswith("/storage/v1/"):
             route, faults = "storage", gw.storage_faults
+        self._cors = route != "other" or path.startswith("/auth/v1/")
+        origin = headers.get("origin")
+        if (
+            self._cors
+            and method == "OPTIONS"
+            and origin
+            and "access-control-request-method" in headers
+        ):
+            body.drain()
+            self._send(
+                _kong_preflight(headers.get("access-control-request-headers")), method, record
+            )
+            return
         fault = faults.take(method, path) if faults is not None else None
         if faults is not None and gw.latency_seconds > 0:
             time.sleep(gw.latency_seconds)
@@ -326,7 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/auth/v1/.well-known/jwks.json" and method in ("GET", "HEAD"):
                 reply = _json_reply(200, gw.jwks)
             elif path.startswith("/auth/v1/admin/users/") and method == "GET":
-                reply = gw._auth_admin_user(path.rsplit("/", 1)[-1], headers)
+                reply = gw._auth_admin_user(path.rsplit("/", 1)[-1], headers, query)
+            elif path in ("/auth/v1/signup", "/auth/v1/token") and method == "POST":
+                reply = gw._auth_password(path.rsplit("/", 1)[-1], headers, query, body.read())
             else:
                 # Kong's answer for a path no route matches.
                 reply = _json_reply(404, {"message": "no Route matched with those values"})
@@ -368,10 +423,15 @@ class _Handler(BaseHTTPRequestHandler):
         return _json_reply(status, payload, extra)
 
     def _send(self, reply: _Reply, method: str, record: RecordedRequest) -> None:
+        headers = reply.headers
+        if self._cors and self.headers.get("origin"):
+            # Kong's cors plugin (header_filter) on every Supabase route's response.
+            headers = [h for h in headers if h[0].lower() != "access-control-allow-origin"]
+            headers.append(("Access-Control-Allow-Origin", "*"))
         try:
             self.send_response(reply.status)
             names = set()
-            for name, value in reply.headers:
+            for name, value in headers:
                 names.add(name.lower())
                 self.send_header(name, value)
             if "content-length" not in names:
@@ -511,6 +571,15 @@ class SupabaseGateway(Lifecycle):
             return False
         return claims.get("role") in ("anon", "service_role")
 
+    def _api_key_refusal(self, headers: Mapping[str, str], query: str) -> _Reply | None:
+        """Kong's key-auth: the `apikey` header (or query parameter) must be a project key."""
+        api_key = headers.get("apikey") or dict(parse_qsl(query)).get("apikey")
+        if not api_key:
+            return _json_reply(401, {"message": "No API key found in request"})
+        if not self._valid_api_key(api_key):
+            return _json_reply(401, {"message": "Invalid authentication credentials"})
+        return None
+
     def _proxy_rest(
         self,
         method: str,
@@ -519,12 +588,9 @@ class SupabaseGateway(Lifecycle):
         header_list: list[tuple[str, str]],
         body: _RequestBody,
     ) -> _Reply:
-        lower = {k.lower(): v for k, v in header_list}
-        api_key = lower.get("apikey") or dict(parse_qsl(query)).get("apikey")
-        if not api_key:
-            return _json_reply(401, {"message": "No API key found in request"})
-        if not self._valid_api_key(api_key):
-            return _json_reply(401, {"message": "Invalid authentication credentials"})
+        refusal = self._api_key_refusal({k.lower(): v for k, v in header_list}, query)
+        if refusal is not None:
+            return refusal
         data = body.read()
         target = self._rest_base + (path[len("/rest/v1") :] or "/")
         if query:
@@ -560,19 +626,14 @@ class SupabaseGateway(Lifecycle):
         finally:
             conn.close()
 
-    def _auth_admin_user(self, user_id: str, headers: dict[str, str]) -> _Reply:
+    def _auth_admin_user(self, user_id: str, headers: dict[str, str], query: str) -> _Reply:
         """GoTrue's `GET /admin/users/{id}` (bodies as GoTrue sends them without an API-version
         header): Kong's apikey check, then a service-role bearer, then the auth.users row."""
         import uuid
 
-        import psycopg
-
-        api_key = headers.get("apikey")
-        if not api_key or not self._valid_api_key(api_key):
-            message = (
-                "Invalid authentication credentials" if api_key else "No API key found in request"
-            )
-            return _json_reply(401, {"message": message})
+        refusal = self._api_key_refusal(headers, query)
+        if refusal is not None:
+            return refusal
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _json_reply(
@@ -602,30 +663,37 @@ class SupabaseGateway(Lifecycle):
                 404,
                 {"code": 404, "error_code": "validation_failed", "msg": "user_id must be an UUID"},
             )
-        with psycopg.connect(self._database_url) as conn:
-            row = conn.execute(
-                "select id::text, email, created_at from auth.users where id = %s", (user_id,)
-            ).fetchone()
-        if row is None:
+        user = local_auth.read_user(self._database_url, user_id)
+        if user is None:
             return _json_reply(
                 404, {"code": 404, "error_code": "user_not_found", "msg": "User not found"}
             )
-        created = row[2].isoformat()
+        return _json_reply(200, user)
+
+    def _auth_password(
+        self, endpoint: str, headers: dict[str, str], query: str, body: bytes
+    ) -> _Reply:
+        """GoTrue's `POST /signup` and `POST /token?grant_type=password`, behind Kong's apikey
+        check. Errors in the shape the request's `X-Supabase-Api-Version` asks for."""
+        refusal = self._api_key_refusal(headers, query)
+        if refusal is not None:
+            return refusal
+        version = headers.get(_API_VERSION_HEADER, "")
+        try:
+            if endpoint == "token":
+                grant = dict(parse_qsl(query)).get("grant_type")
+                if grant != "password":
+                    # Our choice: only the password grant is served locally.
+                    raise local_auth.AuthError(
+                        400, "validation_failed", f"unsupported_grant_type: {grant or '(none)'}"
+                    )
+                user_id = local_auth.sign_in(self._database_url, body)
+            else:
+                user_id = local_auth.sign_up(self._database_url, body)
+        except local_auth.AuthError as exc:
+            return _gotrue_error(exc, version)
         return _json_reply(
-            200,
-            {
-                "id": row[0],
-                "aud": "authenticated",
-                "role": "authenticated",
-                "email": row[1] or "",
-                "phone": "",
-                "app_metadata": {"provider": "email", "providers": ["email"]},
-                "user_metadata": {},
-                "identities": [],
-                "created_at": created,
-                "updated_at": created,
-                "is_anonymous": False,
-            },
+            200, local_auth.session(self._database_url, self.jwt_secret, self.url, user_id)
         )
 
     def _storage(

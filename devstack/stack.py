@@ -1,5 +1,6 @@
 """The whole local stack in one object: Postgres, PostgREST, the Supabase gateway (REST + Storage
-emulator), the Replicate emulator (or the real Replicate), and the three Function URLs."""
+emulator + local Auth), the Replicate emulator (or the real Replicate), the three Function URLs
+with template.yaml's CORS, and the playground page."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.function_urls import FunctionUrls
+from devstack.function_urls import FunctionUrls, template_cors
 from devstack.gateway import SupabaseGateway
-from devstack.ports import Lifecycle, free_port
+from devstack.playground import Playground
+from devstack.ports import LOOPBACK, Lifecycle, free_port
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import TRAINER_VERSION, ReplicateEmulator
@@ -22,6 +24,20 @@ from devstack.tokens import anon_key, service_role_key, user_access_token
 
 FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
 DESTINATION_NAME = "flurrty-twins"
+# Browser origins the local Function URLs allow besides the playground's own (a Vite dev server).
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
+
+
+def local_allowed_origins(playground_origin: str) -> list[str]:
+    """The local stand-in for template.yaml's `AllowedOrigins`: the playground's own origin, then
+    `ALLOWED_ORIGINS` (comma separated) when set, else the usual dev-server origins. The
+    playground is always in: its port is new on every start."""
+    configured = os.environ.get("ALLOWED_ORIGINS")
+    if configured is None:
+        others = list(DEV_ORIGINS)
+    else:
+        others = [origin.strip() for origin in configured.split(",") if origin.strip()]
+    return [playground_origin, *(origin for origin in others if origin != playground_origin)]
 
 
 @dataclass
@@ -46,6 +62,8 @@ class LocalStack(Lifecycle):
         self.gateway: SupabaseGateway | None = None
         self.replicate: ReplicateEmulator | None = None
         self.functions: FunctionUrls | None = None
+        self.playground: Playground | None = None
+        self.allowed_origins: list[str] = []
         self._owned: list[Any] = []
         self._saved_env: dict[str, str | None] = {}
 
@@ -99,12 +117,19 @@ class LocalStack(Lifecycle):
             )
             self.replicate.start()
             self._owned.append(self.replicate)
+        playground_port = free_port()
+        self.allowed_origins = local_allowed_origins(f"http://{LOOPBACK}:{playground_port}")
         self.functions = FunctionUrls(
-            {name: free_port() for name in FUNCTIONS}, self.options.schedule_seconds
+            {name: free_port() for name in FUNCTIONS},
+            self.options.schedule_seconds,
+            cors=template_cors({"AllowedOrigins": self.allowed_origins}),
         )
         self._apply_env(self.function_env())
         self.functions.start()
         self._owned.append(self.functions)
+        self.playground = Playground(self.playground_config(), playground_port)
+        self.playground.start()
+        self._owned.append(self.playground)
 
     def stop(self) -> None:
         for component in reversed(self._owned):
@@ -140,6 +165,17 @@ class LocalStack(Lifecycle):
         assert self.pg is not None
         user_id = create_user(self.pg.dsn(), email)
         return user_id, user_access_token(self.jwt_secret, self.supabase_url, user_id)
+
+    def playground_config(self) -> dict[str, Any]:
+        """What the playground page calls: only public URLs and the public anon key."""
+        return {
+            "uploadUrl": self.url("upload_training_photos"),
+            "startUrl": self.url("start_ai_training"),
+            "statusUrl": self.url("check_training_status"),
+            "supabaseUrl": self.supabase_url,
+            "supabaseAnonKey": anon_key(self.jwt_secret),
+            "statusRefreshSeconds": float(self.function_env()["STATUS_REFRESH_SECONDS"]),
+        }
 
     def function_env(self) -> dict[str, str]:
         """The environment the handlers run with (what template.yaml sets in AWS)."""
@@ -195,7 +231,10 @@ class LocalStack(Lifecycle):
             "UPLOAD_URL": self.url("upload_training_photos"),
             "START_URL": self.url("start_ai_training"),
             "STATUS_URL": self.url("check_training_status"),
+            "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
         }
+        if self.playground is not None:
+            env["PLAYGROUND_URL"] = self.playground.url
         if self.replicate is not None:
             env["REPLICATE_BASE_URL"] = self.replicate.base_url
         return env

@@ -32,6 +32,20 @@ create table if not exists auth.users (
   created_at timestamptz not null default now()
 );
 
+-- The columns of Supabase's auth.users that the local sign-up and password sign-in use (same
+-- names and types). encrypted_password holds a salted scrypt hash here (GoTrue stores bcrypt;
+-- the embedded Postgres has no pgcrypto).
+alter table auth.users
+  add column if not exists aud varchar(255),
+  add column if not exists role varchar(255),
+  add column if not exists encrypted_password varchar(255),
+  add column if not exists email_confirmed_at timestamptz,
+  add column if not exists last_sign_in_at timestamptz,
+  add column if not exists raw_app_meta_data jsonb,
+  add column if not exists raw_user_meta_data jsonb,
+  add column if not exists updated_at timestamptz default now(),
+  add column if not exists is_anonymous boolean not null default false;
+
 -- Same bodies as Supabase: PostgREST and Storage put the verified JWT into these settings.
 create or replace function auth.uid() returns uuid
 language sql stable

@@ -1,0 +1,267 @@
+// The page: sign in, choose photos, upload them through the signed flow, start, follow the job.
+// All network calls are in api.js; the chart is chart.js. Each panel has its own render function
+// so later panels (phases, loss history, versions, previews) can be added beside them.
+
+import { ApiError, createApi, isFinal, loadConfig } from "./api.js";
+import { drawLineChart } from "./chart.js";
+
+const MIN_PHOTOS = 3;
+const MAX_PHOTOS = 6;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  api: null,
+  session: null,
+  files: [],
+  jobId: null,
+  startedAt: 0,
+  points: [],
+  pollTimer: null,
+  busy: false,
+};
+
+function say(id, text, isError = false) {
+  const node = $(id);
+  node.textContent = text;
+  node.classList.toggle("error", isError);
+}
+
+const messageOf = (err) => (err instanceof ApiError ? err.message : `Unexpected error: ${err.message}`);
+
+// --------------------------------------------------------------------------- account
+
+function renderAccount() {
+  const signedIn = state.session !== null;
+  $("sign-in-form").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+  $("user-email").textContent = signedIn ? state.session.user.email : "";
+  renderPhotos();
+}
+
+async function authenticate(kind) {
+  const email = $("email").value.trim();
+  const password = $("password").value;
+  if (!email || !password) {
+    say("account-message", "Enter an e-mail address and a password (at least 6 characters).", true);
+    return;
+  }
+  say("account-message", kind === "up" ? "Creating the user…" : "Signing in…");
+  try {
+    state.session = kind === "up" ? await state.api.signUp(email, password) : await state.api.signIn(email, password);
+    say("account-message", kind === "up" ? "Test user created; you are signed in." : "Signed in.");
+  } catch (err) {
+    say("account-message", messageOf(err), true);
+  }
+  renderAccount();
+}
+
+// --------------------------------------------------------------------------- photos
+
+function setFiles(fileList) {
+  for (const item of $("photo-list").querySelectorAll("img")) URL.revokeObjectURL(item.src);
+  state.files = Array.from(fileList);
+  const list = $("photo-list");
+  list.replaceChildren();
+  state.files.forEach((file, index) => {
+    const item = document.createElement("li");
+    const thumb = document.createElement("img");
+    thumb.src = URL.createObjectURL(file);
+    thumb.alt = "";
+    const name = document.createElement("span");
+    name.textContent = `${file.name} (${(file.size / 1024).toFixed(0)} kB)`;
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    bar.id = `photo-progress-${index + 1}`;
+    bar.setAttribute("aria-label", `Upload of ${file.name}`);
+    item.append(thumb, name, bar);
+    list.append(item);
+  });
+  renderPhotos();
+}
+
+const countOk = () => state.files.length >= MIN_PHOTOS && state.files.length <= MAX_PHOTOS;
+
+function renderUploadButton() {
+  $("upload").disabled = state.busy || !state.session || !countOk();
+}
+
+function renderPhotos() {
+  const count = state.files.length;
+  renderUploadButton();
+  if (!state.session) say("photos-message", "Sign in first.");
+  else if (count === 0) say("photos-message", `Choose ${MIN_PHOTOS} to ${MAX_PHOTOS} photos of the same person.`);
+  else if (!countOk()) say("photos-message", `You chose ${count} photos; choose ${MIN_PHOTOS} to ${MAX_PHOTOS}.`, true);
+  else say("photos-message", `${count} photos ready.`);
+}
+
+function photoProgress(index, sent, total) {
+  $(`photo-progress-${index}`).value = total ? Math.round((sent / total) * 100) : 100;
+}
+
+async function uploadAndStart(event) {
+  event.preventDefault();
+  const name = $("twin-name").value.trim();
+  if (!name) {
+    say("photos-message", "Give your twin a name.", true);
+    return;
+  }
+  state.busy = true;
+  renderUploadButton();
+  try {
+    say("photos-message", "Asking for upload URLs…");
+    const job = await state.api.createUploads(state.session, name, state.files);
+    say("photos-message", `Uploading ${job.uploads.length} photos straight to Storage…`);
+    await Promise.all(
+      job.uploads.map((target, i) =>
+        state.api.putPhoto(target, state.files[i], (sent, total) => photoProgress(target.photo, sent, total)),
+      ),
+    );
+    say("photos-message", "Checking the photos…");
+    const pending = await state.api.completeUploads(state.session, job.jobId);
+    beginJob(pending.jobId);
+    say("photos-message", "Photos accepted. Starting the training…");
+    const started = await state.api.startTraining(state.session, pending.jobId);
+    renderStatus(started);
+    say("photos-message", "Training started.");
+    poll();
+  } catch (err) {
+    say("photos-message", messageOf(err), true);
+  } finally {
+    state.busy = false;
+    renderUploadButton();
+  }
+}
+
+// --------------------------------------------------------------------------- training
+
+function beginJob(jobId) {
+  stopPolling();
+  state.jobId = jobId;
+  state.startedAt = Date.now();
+  state.points = [];
+  $("training").hidden = false;
+  $("job-id").textContent = jobId;
+  $("cancel").disabled = false;
+  $("delete").disabled = false;
+  say("training-message", "");
+}
+
+function formatEta(iso, status) {
+  if (!iso || isFinal(status)) return "–";
+  const at = new Date(iso);
+  const seconds = Math.max(0, Math.round((at.getTime() - Date.now()) / 1000));
+  const left = seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+  return `about ${left} (at ${at.toLocaleTimeString()})`;
+}
+
+function renderStatus(job) {
+  $("status").textContent = job.status;
+  $("status").dataset.status = job.status;
+  $("progress").value = job.progress;
+  $("progress-text").textContent = `${job.progress}%`;
+  $("eta").textContent = formatEta(job.estimatedCompletion, job.status);
+  $("model-version").textContent = job.modelVersion || "–";
+  if (job.errorMessage) say("training-message", job.errorMessage, job.status === "failed");
+  $("cancel").disabled = isFinal(job.status);
+
+  state.points.push({ x: (Date.now() - state.startedAt) / 1000, y: job.progress });
+  drawLineChart($("chart"), state.points, {
+    xLabel: "seconds",
+    yLabel: "%",
+    yMin: 0,
+    yMax: 100,
+    describe: (pts) => `Progress over time: ${pts.length} readings, latest ${pts.at(-1)?.y ?? 0}%`,
+  });
+}
+
+function stopPolling() {
+  clearTimeout(state.pollTimer);
+  state.pollTimer = null;
+}
+
+// Reads the status every statusRefreshSeconds (the backend reads Replicate at most that often)
+// until the job is final; a failed read is shown and retried at the same pace.
+async function poll() {
+  stopPolling();
+  const jobId = state.jobId;
+  try {
+    const job = await state.api.getStatus(state.session, jobId);
+    if (jobId !== state.jobId) return;
+    renderStatus(job);
+    if (isFinal(job.status)) return;
+  } catch (err) {
+    say("training-message", messageOf(err), true);
+    if (err.status === 404 || err.status === 401) return;
+  }
+  state.pollTimer = setTimeout(poll, Math.max(1, state.api.statusRefreshSeconds) * 1000);
+}
+
+async function cancel() {
+  $("cancel").disabled = true;
+  try {
+    renderStatus(await state.api.cancelTraining(state.session, state.jobId));
+    stopPolling();
+  } catch (err) {
+    say("training-message", messageOf(err), true);
+    $("cancel").disabled = false;
+  }
+}
+
+async function remove() {
+  $("delete").disabled = true;
+  $("cancel").disabled = true;
+  stopPolling();
+  try {
+    const result = await state.api.deleteJob(state.session, state.jobId);
+    say(
+      "training-message",
+      result.deleted ? "Deleted: the job, its photos and its model are gone." : "Deletion requested; the rest is removed within minutes.",
+    );
+    $("status").textContent = "deleted";
+    $("status").dataset.status = "deleted";
+  } catch (err) {
+    say("training-message", messageOf(err), true);
+    $("delete").disabled = false;
+  }
+}
+
+// --------------------------------------------------------------------------- wiring
+
+async function main() {
+  try {
+    state.api = createApi(await loadConfig());
+  } catch (err) {
+    say("account-message", `The page's configuration did not load: ${messageOf(err)}`, true);
+    return;
+  }
+  $("sign-in-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    authenticate("in");
+  });
+  $("sign-up").addEventListener("click", () => authenticate("up"));
+  $("sign-out").addEventListener("click", () => {
+    state.session = null;
+    stopPolling();
+    renderAccount();
+  });
+  $("photo-input").addEventListener("change", (e) => setFiles(e.target.files));
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    setFiles(e.dataTransfer.files);
+  });
+  $("upload-form").addEventListener("submit", uploadAndStart);
+  $("cancel").addEventListener("click", cancel);
+  $("delete").addEventListener("click", remove);
+  document.body.dataset.ready = "true";
+  renderAccount();
+}
+
+main();

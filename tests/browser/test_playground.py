@@ -1,0 +1,178 @@
+"""The playground page in a real headless Chromium against the local stack: it signs up, uploads
+generated photos through the signed flow, starts, follows the job to the end, and cancels."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as EC
+
+from devstack.replicate_emulator import ReplicateEmulator
+from devstack.sample_photos import make_photo
+from devstack.stack import LocalStack
+from tests.browser.conftest import save_screenshot, wait
+
+# Everything the test reads off the page in one round trip.
+SNAPSHOT_JS = """
+const chart = document.getElementById('chart');
+return {
+  status: document.getElementById('status').dataset.status,
+  progress: document.getElementById('progress').value,
+  points: Number(chart.dataset.points || 0),
+  circles: chart.querySelectorAll('circle').length,
+  photos: Array.from(document.querySelectorAll('#photo-list progress'), (p) => p.value),
+  eta: document.getElementById('eta').textContent,
+  model: document.getElementById('model-version').textContent,
+  message: document.getElementById('training-message').textContent,
+  photosMessage: document.getElementById('photos-message').textContent,
+  photosError: document.getElementById('photos-message').classList.contains('error'),
+};
+"""
+
+
+@pytest.fixture
+def train_for(emulator: ReplicateEmulator) -> Iterator[Callable[[float], None]]:
+    """How long trainings created from now on run (the session stack's default is 1.5 s)."""
+    before = emulator.train_seconds
+
+    def set_seconds(seconds: float) -> None:
+        emulator.train_seconds = seconds
+
+    yield set_seconds
+    emulator.train_seconds = before
+
+
+def open_playground(browser: WebDriver, stack: LocalStack) -> None:
+    assert stack.playground is not None
+    browser.get(stack.playground.url)
+    wait(browser).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+
+
+def sign_up(browser: WebDriver) -> str:
+    email = f"page-{uuid.uuid4().hex[:10]}@flurrty.test"
+    browser.find_element(By.ID, "email").send_keys(email)
+    browser.find_element(By.ID, "password").send_keys("correct horse battery")
+    browser.find_element(By.ID, "sign-up").click()
+    wait(browser).until(EC.visibility_of_element_located((By.ID, "signed-in")))
+    assert browser.find_element(By.ID, "user-email").text == email
+    return email
+
+
+def upload_and_start(browser: WebDriver, folder: Path, count: int = 4) -> None:
+    paths = []
+    for index in range(count):
+        path = folder / f"photo-{index + 1}.jpg"
+        path.write_bytes(make_photo(768, 768, seed=7_000 + index))
+        paths.append(str(path))
+    browser.find_element(By.ID, "photo-input").send_keys("\n".join(paths))
+    button = browser.find_element(By.ID, "upload")
+    wait(browser).until(lambda _: button.is_enabled())
+    button.click()
+
+
+def snapshot(browser: WebDriver) -> dict[str, Any]:
+    result: dict[str, Any] = browser.execute_script(SNAPSHOT_JS)
+    return result
+
+
+def follow(browser: WebDriver, until: Callable[[dict[str, Any]], bool], seconds: float = 60):
+    """Every state the page shows (read every 0.1 s) until `until` holds for one of them."""
+    seen: list[dict[str, Any]] = []
+
+    def done(driver: WebDriver) -> bool:
+        state = snapshot(driver)
+        seen.append(state)
+        if state["photosError"]:
+            raise AssertionError(f"the page shows an error: {state['photosMessage']}")
+        return until(state)
+
+    try:
+        wait(browser, seconds).until(done)
+    except TimeoutException as exc:
+        raise AssertionError(f"page never got there; last state: {seen[-1:]}") from exc
+    return seen
+
+
+def job_row(stack: LocalStack, job_id: str) -> tuple[Any, ...]:
+    assert stack.pg is not None
+    with psycopg.connect(stack.pg.dsn()) as conn:
+        row = conn.execute(
+            "select status, replicate_training_id, error_message from ai_training_jobs"
+            " where id = %s",
+            (job_id,),
+        ).fetchone()
+    assert row is not None, f"no job {job_id}"
+    return tuple(row)
+
+
+def test_four_photos_through_the_page_to_completed(
+    browser: WebDriver,
+    stack: LocalStack,
+    tmp_path: Path,
+    train_for: Callable[[float], None],
+) -> None:
+    train_for(6.0)  # long enough for several status reads while it trains
+    open_playground(browser, stack)
+    sign_up(browser)
+    upload_and_start(browser, tmp_path)
+
+    seen = follow(browser, lambda s: s["status"] in ("completed", "failed"))
+    final = seen[-1]
+    assert final["status"] == "completed", final
+
+    # Each of the four photos went up with its own progress bar, all the way.
+    assert final["photos"] == [100, 100, 100, 100]
+    # The phase changed: training first, then completed (never back).
+    phases = [s["status"] for s in seen if s["status"]]
+    order = list(dict.fromkeys(phases))
+    assert order[-2:] == ["training", "completed"], order
+    # Progress only rose, through values between the start (30) and the end (100).
+    progress = [s["progress"] for s in seen if s["status"]]
+    assert progress == sorted(progress), progress
+    assert any(30 < p < 100 for p in progress), progress
+    assert final["progress"] == 100
+    # The chart gained a point for every status read: several while training.
+    points = [s["points"] for s in seen if s["status"]]
+    assert points == sorted(points) and points[-1] >= 4, points
+    assert final["circles"] == final["points"]
+    training = [s for s in seen if s["status"] == "training"]
+    assert any(s["eta"].startswith("about ") for s in training), training[-1]
+    assert re.fullmatch(r"[\w-]+/[\w-]+:[0-9a-f]{64}", final["model"]), final["model"]
+    assert final["message"] == ""
+
+    shot = save_screenshot(browser, "playground-completed.png")
+    assert shot.stat().st_size > 10_000
+
+
+def test_cancel_from_the_page(
+    browser: WebDriver,
+    stack: LocalStack,
+    emulator: ReplicateEmulator,
+    tmp_path: Path,
+    train_for: Callable[[float], None],
+) -> None:
+    train_for(300.0)
+    open_playground(browser, stack)
+    sign_up(browser)
+    upload_and_start(browser, tmp_path, count=3)
+    follow(browser, lambda s: s["status"] == "training")
+
+    browser.find_element(By.ID, "cancel").click()
+    final = follow(browser, lambda s: s["status"] == "failed", seconds=30)[-1]
+
+    assert final["message"] == "Canceled by user."
+    assert not browser.find_element(By.ID, "cancel").is_enabled()
+    job_id = browser.find_element(By.ID, "job-id").text
+    status, training_id, error = job_row(stack, job_id)
+    assert (status, error) == ("failed", "Canceled by user.")
+    assert emulator.training(training_id)["status"] == "canceled"
+    save_screenshot(browser, "playground-canceled.png")
