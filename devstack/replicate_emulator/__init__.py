@@ -1,7 +1,7 @@
 """A local Replicate HTTP API for the stack and the tests (standard-library HTTP server).
 
-Facts it copies come from `../shared/reference/replicate.md` (sections 1-9) and Replicate's
-OpenAPI spec; where the real answer is unconfirmed, the emulator's choice is marked in code.
+Facts it copies come from the team reference (its Replicate notes, sections 1-9, and Replicate's
+OpenAPI spec); where the real answer is unconfirmed, the emulator's choice is marked in code.
 
 Python use::
 

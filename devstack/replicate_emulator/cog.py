@@ -1,6 +1,6 @@
 """What Cog does around a model: input validation, the OpenAPI schema, tqdm bars in `logs`.
 
-Facts from reference/replicate.md section 2.1 (how Cog reports invalid input: pydantic v1
+Facts from the team reference, Replicate section 2.1 (how Cog reports invalid input: pydantic v1
 messages under "Prediction input failed validation: ") and 6.3 (Cog reads the pipe with
 universal newlines and strips each line, so every tqdm redraw is its own `\n`-ended line).
 """

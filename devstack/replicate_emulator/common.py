@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 JSON = dict[str, Any]
 
-# Recorded bodies (reference/replicate.md section 1); texts marked "emulator" are our choice
+# Recorded bodies (the team reference, Replicate section 1); texts marked "emulator" are our choice
 # where the real body is unconfirmed.
 UNAUTHENTICATED: JSON = {
     "title": "Unauthenticated",

@@ -1,7 +1,7 @@
 """What a trained version (cog-flux's `HotswapPredictor`) does with its input, prints, returns.
 
-Facts from next-capabilities.md section 4.1 (the input set, the safety checker's messages) and
-the SPEC (`predictions.create`/`get`: outputs and logs removed after an hour).
+Facts from the team reference (next capabilities, section 4.1: the input set, the safety
+checker's messages) and the SPEC (`predictions.create`/`get`: outputs removed after an hour).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from devstack.replicate_emulator.webhooks import WebhookDispatcher, WebhookFault
 MAX_FILE_BYTES = 100 * 1024 * 1024
 _FORM_OVERHEAD = 1 << 20
 _JSON_LIMIT = 16 << 20
-# Per minute: prediction create has its own bucket, every other endpoint shares one (replicate.md 8).
+# Per minute: prediction create has its own bucket, every other endpoint shares one
+# (team reference, Replicate 8).
 RATE_LIMITS = {"predictions": 600, "other": 3000}
 WAIT_POLL_SECONDS = 0.02
 
@@ -67,7 +68,7 @@ ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/delivery/{prefix}/{id}/trained_model.tar", "delivery"),
     ("GET", "/delivery/{prefix}/{id}/{filename}", "delivery_output"),
 )
-# Like replicate.delivery, whose need for auth is unconfirmed (replicate.md 2.5).
+# Like replicate.delivery, whose need for auth is unconfirmed (team reference, Replicate 2.5).
 UNAUTHENTICATED_ROUTES = frozenset(
     {"/delivery/{prefix}/{id}/trained_model.tar", "/delivery/{prefix}/{id}/{filename}"}
 )

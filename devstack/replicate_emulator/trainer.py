@@ -1,7 +1,7 @@
 """What `ostris/flux-dev-lora-trainer` does with its input, and the logs it prints.
 
-Facts from reference/replicate.md section 6 (the trainer's `train.py`, `caption.py` and
-ai-toolkit), section 2.1 (how Cog reports invalid input) and next-capabilities.md 3.1 (the
+Facts from the team reference: Replicate section 6 (the trainer's `train.py`, `caption.py` and
+ai-toolkit), section 2.1 (how Cog reports invalid input) and next capabilities 3.1 (the
 progress bar and its postfix).
 """
 
@@ -24,7 +24,8 @@ from devstack.replicate_emulator.cog import Field
 TRAINER_OWNER = "ostris"
 TRAINER_NAME = "flux-dev-lora-trainer"
 TRAINER_MODEL = f"{TRAINER_OWNER}/{TRAINER_NAME}"
-# Version ids seen in public code (replicate.md 6); the first is what `latest_version` reports.
+# Version ids seen in public code (team reference, Replicate 6); the first is what
+# `latest_version` reports.
 TRAINER_VERSION = "4ffd32160efd92e956d39c5338a9b8fbafca58e03f791f6d8011f3e20e8ea6fa"
 OLDER_TRAINER_VERSIONS = (
     "e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",

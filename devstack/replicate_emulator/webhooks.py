@@ -1,7 +1,8 @@
-"""Signed webhook delivery (Standard Webhooks, reference/replicate.md section 5).
+"""Signed webhook delivery (Standard Webhooks; the team reference, Replicate section 5).
 
 One daemon thread collects due events (trainings and predictions alike) from the state, POSTs
-them in order, and retries only the `completed` event. Switches can lose, duplicate or reorder deliveries.
+them in order, and retries only the `completed` event. Switches can lose, duplicate or reorder
+deliveries.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Replicate emulator, driven by the real `replicate` client over HTTP.
 
-Every assertion on a copied fact names its source in `shared/reference/replicate.md`
+Every assertion on a copied fact names its source in the team reference's Replicate notes
 (the "ref" section numbers below).
 """
 

@@ -2,8 +2,8 @@
 1.0.7 client has no call, e.g. `Cancel-After`).
 
 Sources: the SPEC (`predictions.create/get/list/cancel`, `models.versions.delete`,
-`parameters_prefer_header`, `parameters_cancel_after_header`) and next-capabilities.md 4.1
-(the HotswapPredictor inputs and the safety checker's messages).
+`parameters_prefer_header`, `parameters_cancel_after_header`) and the team reference (next
+capabilities 4.1: the HotswapPredictor inputs and the safety checker's messages).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""The trainer's logs in their recorded shape (next-capabilities.md 3.1, replicate.md 6.3):
-phases in train.py's order, the labelled bar with its postfix, timings on the emulator's clock.
+"""The trainer's logs in their recorded shape (team reference: next capabilities 3.1,
+Replicate 6.3): phases in train.py's order, the labelled bar with its postfix, timings on the
+emulator's clock.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import statistics
 import tarfile
@@ -28,7 +30,7 @@ from tests.devstack.replicate_fixtures import (
 
 __all__ = ["client", "clock", "emu"]  # fixtures
 
-# The regex from next-capabilities.md 3.2, with and without the postfix.
+# The regex from the team reference (next capabilities 3.2), with and without the postfix.
 FULL_BAR = re.compile(
     r"flux_train_replicate:\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*"
     r"\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+),\s*(?P<rate>[\d.]+|\?)(?P<unit>it/s|s/it)"
@@ -92,7 +94,7 @@ def test_the_trainer_bar_has_a_postfix_from_step_one_and_a_falling_loss(
     assert all(m["lr"] == "4.0e-04" for m in bars[1:])
     losses = [float(m["loss"]) for m in bars[1:]]
     assert statistics.mean(losses[:100]) > statistics.mean(losses[-100:])
-    rises = sum(1 for a, b in zip(losses[:100], losses[1:101], strict=True) if b > a)
+    rises = sum(1 for a, b in itertools.pairwise(losses[:101]) if b > a)
     assert 20 < rises < 80  # noisy: the raw per-step loss, not a smooth curve
     assert trainer_steps(training.logs) == (1000, 1000)  # the project's parser
     # On the emulator's clock: 80 % of the 100 s processing time for 1000 steps.
