@@ -1,7 +1,7 @@
 """A local Replicate HTTP API for the stack and the tests (standard-library HTTP server).
 
-Facts it copies come from `../shared/reference/replicate.md` (sections 1-9) and Replicate's
-OpenAPI spec; where the real answer is unconfirmed, the emulator's choice is marked in code.
+Facts it copies come from the team reference (its Replicate notes, sections 1-9, and Replicate's
+OpenAPI spec); where the real answer is unconfirmed, the emulator's choice is marked in code.
 
 Python use::
 
@@ -28,15 +28,26 @@ route templates below are the keys of `emulator.calls` / `emulator.count(method,
     POST   /v1/models/{owner}/{name}/versions/{version}/trainings
     GET    /v1/trainings                     GET    /v1/trainings/{id}
     POST   /v1/trainings/{id}/cancel
+    GET    /v1/predictions                   POST   /v1/predictions  (Prefer, Cancel-After)
     GET    /v1/predictions/{id}              POST   /v1/predictions/{id}/cancel
     GET    /v1/webhooks/default/secret
     GET    /delivery/{prefix}/{id}/trained_model.tar   (no auth, like replicate.delivery)
+    GET    /delivery/{prefix}/{id}/{filename}          (prediction outputs, no auth)
 
 Trainings: `starting` for boot_seconds, `processing` for train_seconds (logs grow with the
-trainer's tqdm lines), then `succeeded` with output {version: "owner/name:<id>", weights}
-and a new version on the destination. Bad input fails the training (not the create call),
-as the real trainer does. `next_training_outcome()` makes upcoming trainings end as
-`failed`/`canceled`/`aborted`; `settle()`/`finish_now()` end one now.
+trainer's lines in train.py's order; `log_phases` sets each phase's share of the time), then
+`succeeded` with output {version: "owner/name:<id>", weights} and a new version on the
+destination whose schema is the trained predictor's. Bad input fails the training (not the
+create call), as the real trainer does. `next_training_outcome()` makes upcoming trainings
+end as `failed`/`canceled`/`aborted`; `settle()`/`finish_now()` end one now;
+`seed_trainings(n, ...)` creates many at once for a benchmark; `stats()` counts trainings in
+flight (now and at most).
+
+Predictions run on versions trainings made: `starting` for predict_boot_seconds, then
+`processing` for predict_seconds, then `succeeded` with a list of image URLs served here (real
+webp/jpg/png whose pixels follow prompt and seed), removed with input and logs after
+output_retention_seconds. `next_prediction_nsfw()` and `next_prediction_hangs()` switch the
+next ones to the safety checker's failure or to never finishing.
 
 Faults (`emulator.faults`), matched on the request path with `re.search`:
 
@@ -62,9 +73,14 @@ Control over HTTP for other processes (JSON bodies, no auth, loopback only):
     POST   /_emulator/faults/probability  {p, kinds, seed, method, path_regex}
     GET    /_emulator/calls               DELETE /_emulator/calls
     POST   /_emulator/config              {latency_seconds, boot_seconds, train_seconds,
-                                          webhooks_enabled}
+                                          webhooks_enabled, predict_boot_seconds,
+                                          predict_seconds, output_retention_seconds,
+                                          log_phases}
     POST   /_emulator/models              {name, owner, visibility, hardware}
     POST   /_emulator/next-training-outcome {outcome, error, times}
+    POST   /_emulator/next-prediction-nsfw  {times, flagged}
+    POST   /_emulator/next-prediction-hang  {times}
+    GET    /_emulator/stats               DELETE /_emulator/stats  (restart the maximum)
     POST   /_emulator/trainings/{id}/settle
     POST   /_emulator/trainings/{id}/finish {outcome, error}
     POST   /_emulator/trainings/{id}/timing {boot_seconds, train_seconds}

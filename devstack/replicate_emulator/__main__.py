@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--boot-seconds", type=float, default=0.5)
     parser.add_argument("--train-seconds", type=float, default=3.0)
     parser.add_argument("--latency-seconds", type=float, default=0.0)
+    parser.add_argument("--predict-boot-seconds", type=float, default=0.1)
+    parser.add_argument("--predict-seconds", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     emulator = ReplicateEmulator(
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         boot_seconds=args.boot_seconds,
         train_seconds=args.train_seconds,
         latency_seconds=args.latency_seconds,
+        predict_boot_seconds=args.predict_boot_seconds,
+        predict_seconds=args.predict_seconds,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 JSON = dict[str, Any]
 
-# Recorded bodies (reference/replicate.md section 1); texts marked "emulator" are our choice
+# Recorded bodies (the team reference, Replicate section 1); texts marked "emulator" are our choice
 # where the real body is unconfirmed.
 UNAUTHENTICATED: JSON = {
     "title": "Unauthenticated",
@@ -116,14 +116,24 @@ def new_webhook_secret() -> str:
 # --- timestamps --------------------------------------------------------------------------
 
 
+def whole_microseconds(ts: float) -> float:
+    """`ts` on a whole microsecond: a run's later times (created + boot + train) then round to
+    exactly the right microsecond in `iso`."""
+    return round(ts * 1_000_000) / 1_000_000
+
+
 def iso(ts: float, digits: int = 6) -> str:
-    """ISO-8601 UTC with `Z`; the real API varies the fraction (9 on create, 6 on get, 3 files)."""
-    total_ns = round(ts * 1_000_000_000)
-    seconds, nanos = divmod(total_ns, 1_000_000_000)
+    """ISO-8601 UTC with `Z`; the real API varies the fraction (9 on create, 6 on get, 3 files).
+
+    Rounded to the digits shown, so a run of exactly T seconds shows exactly T between its
+    timestamps (truncating would be a microsecond short now and then).
+    """
+    scale = 10 ** max(digits, 0)
+    seconds, fraction = divmod(round(ts * scale), scale)
     base = dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if digits <= 0:
         return base + "Z"
-    return f"{base}.{nanos:09d}"[: len(base) + 1 + digits] + "Z"
+    return f"{base}.{fraction:0{digits}d}Z"
 
 
 # --- pagination --------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Request plumbing: body reading (length or chunked) and multipart/form-data parsing."""
+"""Request plumbing: body reading (length or chunked), multipart/form-data parsing, the
+prediction headers, and the trained-model tar."""
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
@@ -128,7 +130,8 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, Part]:
 
 
 def trained_model_tar(training_id: str, captions: list[str], trigger_word: str) -> bytes:
-    """A small stand-in for `trained_model.tar` with the layout train.py produces."""
+    """A small stand-in for `trained_model.tar` with the layout train.py produces; `captions`
+    are the caption file names under captions/."""
     header = b'{"__metadata__":{"format":"pt"}}'
     header += b" " * (-len(header) % 8)
     files = {
@@ -140,8 +143,7 @@ def trained_model_tar(training_id: str, captions: list[str], trigger_word: str) 
         ).encode(),
     }
     for name in captions:
-        stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        files[f"output/flux_train_replicate/captions/{stem}.txt"] = (
+        files[f"output/flux_train_replicate/captions/{name}"] = (
             f"a photo of {trigger_word}".encode()
         )
     buf = io.BytesIO()
@@ -151,3 +153,47 @@ def trained_model_tar(training_id: str, captions: list[str], trigger_word: str) 
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+# --- prediction headers (SPEC `parameters_prefer_header`, `parameters_cancel_after_header`) -----
+
+MAX_WAIT_SECONDS = 60
+MIN_CANCEL_AFTER_SECONDS = 5.0
+_PREFER_WAIT = re.compile(r"wait(?:=(\d+))?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)?")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, None: 1.0}
+
+
+class HeaderError(ValueError):
+    """A header the emulator refuses (the real answer to a bad value is unconfirmed)."""
+
+
+def prefer_wait(value: str | None) -> int | None:
+    """Seconds to hold a create open for `Prefer: wait[=n]` (bare `wait` is the 60 s maximum)."""
+    if value is None:
+        return None
+    match = _PREFER_WAIT.fullmatch(value.strip().lower())
+    seconds = None if match is None else int(match.group(1) or MAX_WAIT_SECONDS)
+    if seconds is None or not 1 <= seconds <= MAX_WAIT_SECONDS:
+        raise HeaderError(f"Prefer must be `wait` or `wait=n` with n from 1 to 60, got {value!r}")
+    return seconds
+
+
+def cancel_after(value: str | None) -> float | None:
+    """Seconds in a `Cancel-After` duration such as `30`, `30s`, `5m` or `1h30m45s`."""
+    if value is None:
+        return None
+    text, seconds, pos = value.strip().lower(), 0.0, 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None or (match.group(2) is None and match.end() != len(text)):
+            raise HeaderError(
+                f"Cancel-After must be a duration such as 30s, 5m or 1h30m, got {value!r}"
+            )
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text:
+        raise HeaderError("Cancel-After must not be empty")
+    if seconds < MIN_CANCEL_AFTER_SECONDS:
+        raise HeaderError(f"Cancel-After must be at least 5s, got {value!r}")
+    return seconds

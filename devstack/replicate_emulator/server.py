@@ -17,12 +17,14 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.ports import LOOPBACK, Lifecycle, TrackingHTTPServer, free_port, wait_for_port
-from devstack.replicate_emulator import common
+from devstack.replicate_emulator import common, http_io
+from devstack.replicate_emulator import predictor as pr
 from devstack.replicate_emulator import trainer as tr
 from devstack.replicate_emulator.common import JSON
 from devstack.replicate_emulator.faults import FaultAction, Faults
 from devstack.replicate_emulator.http_io import (
     FormError,
+    HeaderError,
     parse_multipart,
     read_body,
     trained_model_tar,
@@ -33,7 +35,10 @@ from devstack.replicate_emulator.webhooks import WebhookDispatcher, WebhookFault
 MAX_FILE_BYTES = 100 * 1024 * 1024
 _FORM_OVERHEAD = 1 << 20
 _JSON_LIMIT = 16 << 20
-RATE_LIMIT_PER_MINUTE = 3000  # every endpoint but prediction create (replicate.md 8)
+# Per minute: prediction create has its own bucket, every other endpoint shares one
+# (team reference, Replicate 8).
+RATE_LIMITS = {"predictions": 600, "other": 3000}
+WAIT_POLL_SECONDS = 0.02
 
 # (method, route template, handler name); templates are what `count()` takes.
 ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
@@ -55,12 +60,18 @@ ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v1/trainings", "trainings_list"),
     ("GET", "/v1/trainings/{id}", "trainings_get"),
     ("POST", "/v1/trainings/{id}/cancel", "trainings_cancel"),
-    ("GET", "/v1/predictions/{id}", "trainings_get"),
-    ("POST", "/v1/predictions/{id}/cancel", "trainings_cancel"),
+    ("GET", "/v1/predictions", "predictions_list"),
+    ("POST", "/v1/predictions", "predictions_create"),
+    ("GET", "/v1/predictions/{id}", "predictions_get"),
+    ("POST", "/v1/predictions/{id}/cancel", "predictions_cancel"),
     ("GET", "/v1/webhooks/default/secret", "webhook_secret_get"),
     ("GET", "/delivery/{prefix}/{id}/trained_model.tar", "delivery"),
+    ("GET", "/delivery/{prefix}/{id}/{filename}", "delivery_output"),
 )
-UNAUTHENTICATED_ROUTES = frozenset({"/delivery/{prefix}/{id}/trained_model.tar"})
+# Like replicate.delivery, whose need for auth is unconfirmed (team reference, Replicate 2.5).
+UNAUTHENTICATED_ROUTES = frozenset(
+    {"/delivery/{prefix}/{id}/trained_model.tar", "/delivery/{prefix}/{id}/{filename}"}
+)
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -207,6 +218,10 @@ class ReplicateEmulator(Lifecycle):
         webhook_retry_delays: Sequence[float] = (0.1, 0.3, 1.0),
         webhook_timeout: float = 5.0,
         allow_remote_webhooks: bool = False,
+        predict_boot_seconds: float = 0.1,
+        predict_seconds: float = 1.0,
+        output_retention_seconds: float = pr.OUTPUT_RETENTION_SECONDS,
+        log_phases: dict[str, float] | None = None,
     ) -> None:
         self.api_token = api_token
         self.webhook_secret = webhook_secret or common.new_webhook_secret()
@@ -225,6 +240,10 @@ class ReplicateEmulator(Lifecycle):
             train_seconds=train_seconds,
             page_size=page_size,
             timing_hook=timing_hook,
+            predict_boot_seconds=predict_boot_seconds,
+            predict_seconds=predict_seconds,
+            output_retention_seconds=output_retention_seconds,
+            log_phases=log_phases,
         )
         self._dispatcher = WebhookDispatcher(
             self.state,
@@ -236,7 +255,7 @@ class ReplicateEmulator(Lifecycle):
         self.webhook_faults: WebhookFaults = self._dispatcher.faults
         self._calls: Counter[tuple[str, str]] = Counter()
         self._calls_lock = threading.Lock()
-        self._window: tuple[int, int] = (0, 0)  # (minute, requests in it)
+        self._windows: dict[str, tuple[int, int]] = {}  # bucket -> (minute, requests in it)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -303,6 +322,42 @@ class ReplicateEmulator(Lifecycle):
     @train_seconds.setter
     def train_seconds(self, value: float) -> None:
         self.state.train_seconds = value
+
+    @property
+    def predict_boot_seconds(self) -> float:
+        """Emulator seconds a new prediction spends `starting`."""
+        return self.state.predict_boot_seconds
+
+    @predict_boot_seconds.setter
+    def predict_boot_seconds(self, value: float) -> None:
+        self.state.predict_boot_seconds = value
+
+    @property
+    def predict_seconds(self) -> float:
+        """Emulator seconds a prediction spends `processing` (its `metrics.predict_time`)."""
+        return self.state.predict_seconds
+
+    @predict_seconds.setter
+    def predict_seconds(self, value: float) -> None:
+        self.state.predict_seconds = value
+
+    @property
+    def output_retention_seconds(self) -> float:
+        """Emulator seconds after completion until a prediction's input, output and logs go."""
+        return self.state.output_retention_seconds
+
+    @output_retention_seconds.setter
+    def output_retention_seconds(self, value: float) -> None:
+        self.state.output_retention_seconds = value
+
+    @property
+    def log_phases(self) -> dict[str, float]:
+        """Each trainer log phase's share of the processing time (new trainings take it)."""
+        return dict(self.state.log_phases)
+
+    @log_phases.setter
+    def log_phases(self, shares: dict[str, float]) -> None:
+        self.state.log_phases = tr.phase_shares(shares)
 
     @property
     def webhooks_enabled(self) -> bool:
@@ -404,10 +459,67 @@ class ReplicateEmulator(Lifecycle):
         with self.state.lock:
             self.state.outcomes.extend([(outcome, error)] * times)
 
+    def seed_trainings(
+        self,
+        count: int,
+        *,
+        destination: str | None = None,
+        input: JSON | None = None,
+        images: int = tr.ASSUMED_REMOTE_IMAGES,
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] = ("start", "completed"),
+        boot_seconds: float | None = None,
+        train_seconds: float | None = None,
+        started_ago: float = 0.0,
+    ) -> list[str]:
+        """Create `count` trainings at once for a benchmark (no HTTP, no zip to read), each
+        `started_ago` seconds into processing. Returns their ids, oldest first."""
+        params = {"input_images": f"{self.base_url}/v1/files/seeded", "steps": 1000}
+        result = self.state.seed_trainings(
+            count,
+            destination=destination or f"{self.owner}/twins",
+            input_={**params, **(input or {})},
+            images=images,
+            webhook=webhook,
+            events=tuple(webhook_events_filter),
+            boot_seconds=boot_seconds,
+            train_seconds=train_seconds,
+            started_ago=started_ago,
+        )
+        self._dispatcher.wake()
+        return result
+
+    def stats(self) -> JSON:
+        """trainings, trainings_in_flight (not terminal now), max_trainings_in_flight (the most
+        at once since start or `reset_stats()`), predictions, predictions_created per version."""
+        return self.state.stats()
+
+    def reset_stats(self) -> None:
+        """Start the in-flight maximum again from the current count."""
+        self.state.reset_max_in_flight()
+
+    def prediction(self, prediction_id: str) -> JSON:
+        """The prediction as `GET /v1/predictions/{id}` shows it now."""
+        return self.state.get_prediction(prediction_id)
+
+    def next_prediction_nsfw(self, *, times: int = 1, flagged: int | None = None) -> None:
+        """The safety checker flags the next `times` predictions with valid input: all their
+        outputs (they fail with the NSFW error), or only the first `flagged` ones (dropped
+        from the output). With `disable_safety_checker` nothing is flagged."""
+        if flagged is not None and flagged < 1:
+            raise ValueError("flagged must be at least 1 (or None for every output)")
+        with self.state.lock:
+            self.state.nsfw_next.extend([flagged] * times)
+
+    def next_prediction_hangs(self, *, times: int = 1) -> None:
+        """The next `times` predictions stay `processing` until canceled or past Cancel-After."""
+        with self.state.lock:
+            self.state.hangs_next += times
+
     @property
     def webhook_deliveries(self) -> list[JSON]:
-        """Every delivery attempt: webhook_id, training_id, event, url, attempt,
-        status_code, error, lost, at."""
+        """Every delivery attempt: webhook_id, training_id or prediction_id, event, url,
+        attempt, status_code, error, lost, at."""
         return self._dispatcher.deliveries
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
@@ -420,14 +532,14 @@ class ReplicateEmulator(Lifecycle):
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def _ratelimit_headers(self) -> dict[str, str]:
+    def _ratelimit_headers(self, bucket: str) -> dict[str, str]:
         now = time.time()
         minute = int(now // 60)
         with self._calls_lock:
-            current, used = self._window
+            current, used = self._windows.get(bucket, (0, 0))
             used = used + 1 if current == minute else 1
-            self._window = (minute, used)
-        remaining = max(RATE_LIMIT_PER_MINUTE - used, 0)
+            self._windows[bucket] = (minute, used)
+        remaining = max(RATE_LIMITS[bucket] - used, 0)
         reset = max(int(60 - now % 60), 1)
         return {"ratelimit-remaining": str(remaining), "ratelimit-reset": str(reset)}
 
@@ -458,7 +570,8 @@ class ReplicateEmulator(Lifecycle):
             body=body,
             body_size=size,
         )
-        self._sleep(self.latency_seconds)
+        bucket = "predictions" if (method, template) == ("POST", "/v1/predictions") else "other"
+        self._sleep(self.latency_seconds)  # no lock is held while a request sleeps
         action: FaultAction | None = self.faults.take(method, path)
         if action is not None:
             if action.kind == "drop":
@@ -469,9 +582,10 @@ class ReplicateEmulator(Lifecycle):
             else:
                 resp = Response(action.status, action.body, "application/problem+json")
                 resp.headers.update(action.headers)
-                handler.send(resp, self._ratelimit_headers())
+                handler.send(resp, self._ratelimit_headers(bucket))
                 return
-        handler.send(self._dispatch(request, template, name, known), self._ratelimit_headers())
+        response = self._dispatch(request, template, name, known)
+        handler.send(response, self._ratelimit_headers(bucket))
 
     def _dispatch(
         self, req: Request, template: str | None, name: str | None, known: bool
@@ -623,6 +737,57 @@ class ReplicateEmulator(Lifecycle):
     def _api_trainings_cancel(self, req: Request) -> Response:
         return Response(200, self.state.cancel_training(req.params["id"]))
 
+    def _api_predictions_create(self, req: Request) -> Response:
+        try:
+            wait = http_io.prefer_wait(req.headers.get("prefer"))
+            deadline = http_io.cancel_after(req.headers.get("cancel-after"))
+        except HeaderError as exc:  # emulator: the real answer to a bad header is unconfirmed
+            raise ApiError(422, common.problem(422, str(exc))) from exc
+        rec = self.state.create_prediction(req.json(), deadline)
+        self._dispatcher.wake()
+        created = rec.created_body(self.base_url)
+        if wait is None:
+            return Response(201, created)
+        final = self._wait_for_prediction(rec.id, wait)
+        # SPEC: 201 with the final output when it finished in time; past the wait the
+        # prediction "will be returned in a starting state" (202: "does not yet have all
+        # outputs"; which code the real API sends then is our reading of the SPEC).
+        return Response(201, final) if final is not None else Response(202, created)
+
+    def _wait_for_prediction(self, prediction_id: str, seconds: float) -> JSON | None:
+        """The terminal body, or None once `seconds` pass (wall time, or emulator time when
+        the clock is driven by a test). Sleeps without holding the state lock."""
+        started_wall, started_emu = time.monotonic(), self.clock()
+        while not self._stopping.is_set():
+            body, remaining = self.state.terminal_prediction(prediction_id)
+            if body is not None:
+                return body
+            waited = max(time.monotonic() - started_wall, self.clock() - started_emu)
+            if waited >= seconds:
+                return None
+            self._sleep(min(WAIT_POLL_SECONDS, max(remaining, 0.001), seconds - waited))
+        return None
+
+    def _api_predictions_list(self, req: Request) -> Response:
+        return Response(200, self.state.list_predictions(self._cursor(req)))
+
+    def _api_predictions_get(self, req: Request) -> Response:
+        # A training id also works here: the training create answer points at this route.
+        prediction_id = req.params["id"]
+        if prediction_id in self.state.trainings:
+            return Response(200, self.state.get_training(prediction_id))
+        return Response(200, self.state.get_prediction(prediction_id))
+
+    def _api_predictions_cancel(self, req: Request) -> Response:
+        run_id = req.params["id"]
+        if run_id in self.state.trainings:
+            return Response(200, self.state.cancel_training(run_id))
+        return Response(200, self.state.cancel_prediction(run_id))
+
+    def _api_delivery_output(self, req: Request) -> Response:
+        data, content_type = self.state.prediction_output(req.params["id"], req.params["filename"])
+        return Response(200, content_type=content_type, raw=data)
+
     def _api_webhook_secret_get(self, req: Request) -> Response:
         return Response(200, {"key": self.webhook_secret})
 
@@ -631,9 +796,9 @@ class ReplicateEmulator(Lifecycle):
         if body["status"] != "succeeded":
             raise ApiError(404, common.NOT_FOUND)
         rec = self.state.get_record(req.params["id"])
-        images = rec.logs.facts.images if rec.logs is not None else []
-        trigger = str(tr.setting(rec.input, "trigger_word"))
-        tar = trained_model_tar(rec.id, images, trigger)
+        facts = rec.logs.facts if rec.logs is not None else tr.ZipFacts()
+        captions = tr.caption_files(facts, bool(tr.setting(rec.input, "autocaption")))
+        tar = trained_model_tar(rec.id, captions, str(tr.setting(rec.input, "trigger_word")))
         return Response(200, content_type="application/x-tar", raw=tar)
 
     # --- /_emulator control API -------------------------------------------------------------
@@ -693,6 +858,11 @@ class ReplicateEmulator(Lifecycle):
                 self.train_seconds = float(body["train_seconds"])
             if "webhooks_enabled" in body:
                 self.webhooks_enabled = bool(body["webhooks_enabled"])
+            for key in ("predict_boot_seconds", "predict_seconds", "output_retention_seconds"):
+                if key in body:
+                    setattr(self, key, float(body[key]))
+            if "log_phases" in body:
+                self.log_phases = body["log_phases"]
             return Response(
                 200,
                 {
@@ -700,6 +870,10 @@ class ReplicateEmulator(Lifecycle):
                     "boot_seconds": self.boot_seconds,
                     "train_seconds": self.train_seconds,
                     "webhooks_enabled": self.webhooks_enabled,
+                    "predict_boot_seconds": self.predict_boot_seconds,
+                    "predict_seconds": self.predict_seconds,
+                    "output_retention_seconds": self.output_retention_seconds,
+                    "log_phases": self.log_phases,
                 },
             )
         if route == ("POST", "/_emulator/models"):
@@ -710,6 +884,17 @@ class ReplicateEmulator(Lifecycle):
                 body["outcome"], body.get("error"), times=int(body.get("times", 1))
             )
             return Response(200, {"ok": True})
+        if route == ("POST", "/_emulator/next-prediction-nsfw"):
+            self.next_prediction_nsfw(times=int(body.get("times", 1)), flagged=body.get("flagged"))
+            return Response(200, {"ok": True})
+        if route == ("POST", "/_emulator/next-prediction-hang"):
+            self.next_prediction_hangs(times=int(body.get("times", 1)))
+            return Response(200, {"ok": True})
+        if route == ("GET", "/_emulator/stats"):
+            return Response(200, self.stats())
+        if route == ("DELETE", "/_emulator/stats"):
+            self.reset_stats()
+            return Response(200, self.stats())
         if route == ("GET", "/_emulator/webhooks/deliveries"):
             return Response(200, {"deliveries": self.webhook_deliveries})
         if route == ("POST", "/_emulator/webhooks/faults"):

@@ -1,27 +1,36 @@
-"""In-memory accounts state: files, models, versions and trainings on a compressed clock.
+"""In-memory account state: files, models, versions, trainings and predictions.
 
-Training state is a pure function of the clock and a few stored times, computed on every
-read; nothing ticks in the background. The only side effect of time passing (a success
-adds a version to the destination) is applied by `advance()`, which every request and the
-webhook thread call first.
+Run state is computed from the clock on every read (see runs.py). What time passing does to
+the world (a training's success adds a version; a run's end frees a slot; webhooks fall due)
+is applied by `advance()` and `collect_webhook_events()` from time-ordered heaps, so one read
+costs the same with ten runs or ten thousand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import http.client
+import itertools
 import re
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from devstack.replicate_emulator import common
+from devstack.replicate_emulator import predictor as pr
 from devstack.replicate_emulator import trainer as tr
 from devstack.replicate_emulator.common import JSON
+from devstack.replicate_emulator.runs import (
+    DEFAULT_FAILURE,
+    PredictionRecord,
+    Run,
+    TrainingRecord,
+)
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 OUTCOMES = ("succeeded", "failed", "canceled", "aborted")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 # The API's default when no filter is given: "new outputs or the training has finished".
@@ -36,13 +45,11 @@ HARDWARE = [
     {"name": "Nvidia H100 GPU", "sku": "gpu-h100"},
 ]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-# A bad input fails about 5 ms after create (replicate-python#308); a trainer-raised error
-# (bad zip) right after `train()` starts.
-VALIDATION_FAIL_SECONDS = 0.005
-TRAINER_FAIL_SECONDS = 0.05
-CANCEL_BEFORE_START_PREDICT_TIME = 3e-06  # as recorded for a cancel right after create
-DEFAULT_FAILURE = common.TRAINED_IMAGE_FAILED
 _OWN_FILE_PATH = re.compile(r"^/v1/files/([^/]+)(?:/download)?/?$")
+_VERSION_ID = re.compile(r"[0-9a-f]{64}")
+PREDICTION_FIELDS = frozenset(
+    {"version", "input", "webhook", "webhook_completed", "webhook_events_filter", "stream"}
+)
 
 
 class ApiError(Exception):
@@ -73,6 +80,7 @@ class VersionRecord:
     id: str
     created: float
     schema: JSON = field(default_factory=dict)
+    runnable: bool = False  # the emulator runs predictions only on versions trainings made
 
 
 @dataclass
@@ -92,91 +100,56 @@ class ModelRecord:
 
 
 @dataclass
-class TrainingRecord:
-    id: str
-    seq: int
-    model: str
-    version: str
-    input: JSON
-    destination: str
-    webhook: str | None
-    events: tuple[str, ...]
-    created: float
-    boot: float
-    train: float
-    outcome: str = "succeeded"
-    error: str | None = None
-    early_error: str | None = None  # Cog input validation: never starts
-    trainer_error: str | None = None  # raised at the top of train()
-    logs: tr.TrainerLogs | None = None
-    new_version: str = field(default_factory=common.new_version_id)
-    forced: tuple[str, float, str | None] | None = None  # (status, at, error)
-    materialized: bool = False
-    # webhook bookkeeping, only touched by collect_webhook_events()
-    sent: set[str] = field(default_factory=set)
-    last_logs_at: float | None = None
-    last_logs_len: int = -1
-    webhook_done: bool = False
-
-    def start_time(self) -> float | None:
-        if self.early_error is not None:
-            return None
-        return self.created + self.boot
-
-    def terminal(self) -> tuple[float, str, str | None]:
-        """When the training ends, and how, given what has been decided so far."""
-        start = self.created + self.boot
-        natural: tuple[float, str, str | None]
-        if self.early_error is not None:
-            natural = (self.created + VALIDATION_FAIL_SECONDS, "failed", self.early_error)
-        elif self.outcome == "aborted":
-            natural = (start, "aborted", None)
-        elif self.trainer_error is not None:
-            natural = (start + min(TRAINER_FAIL_SECONDS, self.train), "failed", self.trainer_error)
-        elif self.outcome == "canceled":
-            natural = (start + self.train / 2, "canceled", None)
-        elif self.outcome == "failed":
-            natural = (start + self.train, "failed", self.error or DEFAULT_FAILURE)
-        else:
-            natural = (start + self.train, "succeeded", None)
-        if self.forced is not None and self.forced[1] < natural[0]:
-            return self.forced[1], self.forced[0], self.forced[2]
-        return natural
-
-    def started_at(self, at: float) -> float | None:
-        start = self.start_time()
-        end, status, _ = self.terminal()
-        if start is None or at < start or start > end:
-            return None
-        if status == "aborted" and start >= end:
-            return None
-        return start
-
-    def shrink_to(self, now: float) -> None:
-        """Move the natural end to `now` (settle): the rest of the run happens instantly."""
-        if self.early_error is not None:
-            self.early_error_delay(now)
-            return
-        start = self.created + self.boot
-        if now <= start or self.outcome == "aborted" or self.trainer_error is not None:
-            self.boot = max(0.0, min(self.boot, now - self.created))
-            self.train = 0.0
-            return
-        elapsed = now - start
-        self.train = elapsed * 2 if self.outcome == "canceled" else elapsed
-
-    def early_error_delay(self, now: float) -> None:
-        # Validation failures already end 5 ms after create; move create back if needed.
-        if now < self.created + VALIDATION_FAIL_SECONDS:
-            self.created = now - VALIDATION_FAIL_SECONDS
-
-
-@dataclass
 class WebhookEvent:
-    training_id: str
+    run_id: str
+    kind: str  # "training" | "prediction"
     event: str
     url: str
     body: bytes
+
+
+def _webhook_params(body: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """The webhook URL and events filter of a create body (422 when malformed)."""
+    webhook = body.get("webhook") or body.get("webhook_completed")
+    if webhook is not None and (
+        not isinstance(webhook, str) or urlsplit(webhook).scheme not in ("http", "https")
+    ):
+        raise ApiError(
+            422, common.invalid_fields(("format", "webhook", "webhook must be an HTTPS URL"))
+        )
+    events_raw = body.get("webhook_events_filter")
+    if events_raw is None:
+        return webhook, ("completed",) if body.get("webhook_completed") else DEFAULT_WEBHOOK_EVENTS
+    if isinstance(events_raw, list) and all(e in WEBHOOK_EVENTS for e in events_raw):
+        return webhook, tuple(events_raw)
+    raise ApiError(
+        422,
+        common.invalid_fields(
+            (
+                "enum",
+                "webhook_events_filter",
+                "webhook_events_filter items must be start, output, logs or completed",
+            )
+        ),
+    )
+
+
+def _body_problems(
+    body: Mapping[str, Any], required: tuple[str, ...], allowed: frozenset[str]
+) -> None:
+    """422 with `invalid_fields` in the shape of the 2024 validation changelog."""
+    problems = [("required", "", f"{f} is required") for f in required if f not in body]
+    problems += [
+        ("additional_property_not_allowed", "", f"Additional property {k} is not allowed")
+        for k in body
+        if k not in allowed
+    ]
+    if problems:
+        raise ApiError(422, common.invalid_fields(*problems))
+
+
+def _seed_of(run_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big")
 
 
 class State:
@@ -193,6 +166,10 @@ class State:
         page_size: int,
         timing_hook: Callable[[JSON], tuple[float, float] | None] | None = None,
         logs_webhook_interval: float = 0.5,
+        predict_boot_seconds: float = 0.1,
+        predict_seconds: float = 1.0,
+        output_retention_seconds: float = pr.OUTPUT_RETENTION_SECONDS,
+        log_phases: Mapping[str, float] | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.owner = owner
@@ -200,15 +177,30 @@ class State:
         self.base_url = base_url
         self.boot_seconds = boot_seconds
         self.train_seconds = train_seconds
+        self.predict_boot_seconds = predict_boot_seconds
+        self.predict_seconds = predict_seconds
+        self.output_retention_seconds = output_retention_seconds
+        self.log_phases = tr.phase_shares(log_phases)
         self.page_size = page_size
         self.timing_hook = timing_hook
         self.logs_webhook_interval = logs_webhook_interval
         self.files: dict[str, FileRecord] = {}
         self.models: dict[tuple[str, str], ModelRecord] = {}
         self.deleted_models: set[tuple[str, str]] = set()
+        self.version_models: dict[str, tuple[str, str]] = {}  # version id -> model key
         self.trainings: dict[str, TrainingRecord] = {}
+        self.predictions: dict[str, PredictionRecord] = {}
         self.outcomes: list[tuple[str, str | None]] = []
+        self.nsfw_next: list[int | None] = []  # outputs flagged per upcoming prediction (None: all)
+        self.hangs_next = 0
+        self.predictions_created: Counter[str] = Counter()  # per version id
         self._seq = 0
+        self._tiebreak = itertools.count()
+        self._ends: list[tuple[float, int, str]] = []  # unmaterialized trainings by end time
+        self._webhooks_due: list[tuple[float, int, str]] = []  # run ids to look at, by time
+        self.webhook_open: set[str] = set()  # runs with a webhook still to send
+        self.in_flight = 0  # non-terminal trainings
+        self.max_in_flight = 0
         self._add_trainer()
 
     def _next_seq(self) -> int:
@@ -227,22 +219,30 @@ class State:
             github_url="https://github.com/replicate/flux-fine-tuner",
             run_count=1_000_000,
         )
-        schema = tr.trainer_openapi_schema()
-        ids = (tr.TRAINER_VERSION, *tr.OLDER_TRAINER_VERSIONS)
-        # Newest first; older versions get earlier creation times.
-        model.versions = [
-            VersionRecord(id=v, created=now - 86400 * (30 * i + 1), schema=schema)
-            for i, v in enumerate(ids)
-        ]
         self.models[(model.owner, model.name)] = model
+        schema = tr.trainer_openapi_schema()
+        # Newest first; older versions get earlier creation times.
+        for i, v in enumerate((tr.TRAINER_VERSION, *tr.OLDER_TRAINER_VERSIONS)):
+            self._add_version(
+                model, VersionRecord(id=v, created=now - 86400 * (30 * i + 1), schema=schema)
+            )
 
     def reset(self) -> None:
         with self.lock:
             self.files.clear()
             self.models.clear()
             self.deleted_models.clear()
+            self.version_models.clear()
             self.trainings.clear()
+            self.predictions.clear()
             self.outcomes.clear()
+            self.nsfw_next.clear()
+            self.hangs_next = 0
+            self.predictions_created.clear()
+            self._ends.clear()
+            self._webhooks_due.clear()
+            self.webhook_open.clear()
+            self.in_flight = self.max_in_flight = 0
             self._add_trainer()
 
     # --- files -----------------------------------------------------------------------
@@ -317,6 +317,11 @@ class State:
         return {"next": next_url, "previous": previous_url, "results": [render(r) for r in results]}
 
     # --- models ----------------------------------------------------------------------
+
+    def _add_version(self, model: ModelRecord, ver: VersionRecord) -> None:
+        model.versions.append(ver)
+        model.versions.sort(key=lambda v: -v.created)
+        self.version_models[ver.id] = (model.owner, model.name)
 
     @staticmethod
     def version_json(ver: VersionRecord) -> JSON:
@@ -443,6 +448,73 @@ class State:
                     403, common.problem(403, "You do not have permission to delete this version.")
                 )
             model.versions.remove(ver)
+            del self.version_models[version_id]
+            # SPEC: deleting a version deletes all its predictions, output files included.
+            doomed = [p.id for p in self.predictions.values() if p.version == version_id]
+            for prediction_id in doomed:
+                del self.predictions[prediction_id]
+                self.webhook_open.discard(prediction_id)
+
+    # --- scheduling ------------------------------------------------------------------
+
+    def _touch(self, rec: Run) -> None:
+        """Re-schedule a run whose timing changed (create, cancel, settle, finish, timing)."""
+        if isinstance(rec, TrainingRecord) and not rec.materialized:
+            end = rec.terminal()[0]
+            heapq.heappush(self._ends, (end, next(self._tiebreak), rec.id))
+        if rec.webhook and not rec.webhook_done:
+            self.webhook_open.add(rec.id)
+            heapq.heappush(self._webhooks_due, (self.clock(), next(self._tiebreak), rec.id))
+
+    def advance(self, now: float) -> None:
+        """Apply what trainings ended by `now` do to the world, in the order they ended:
+        free their slot and push the destination version of each success."""
+        with self.lock:
+            while self._ends and self._ends[0][0] <= now:
+                _, _, training_id = heapq.heappop(self._ends)
+                rec = self.trainings.get(training_id)
+                if rec is None or rec.materialized:
+                    continue
+                end, status, _ = rec.terminal()
+                if end > now:
+                    continue  # moved later since; its newer entry is still queued
+                rec.materialized = True
+                self.in_flight -= 1
+                if status != "succeeded":
+                    continue
+                owner, _, name = rec.destination.partition("/")
+                model = self.models.get((owner, name))
+                if model is None:
+                    # The real service fails after training when it cannot push the version.
+                    rec.outcome, rec.error = "failed", DEFAULT_FAILURE
+                    continue
+                version = VersionRecord(
+                    id=rec.new_version,
+                    created=end,
+                    schema=pr.predictor_openapi_schema(),
+                    runnable=True,
+                )
+                self._add_version(model, version)
+
+    def _run(self, run_id: str) -> Run | None:
+        return self.trainings.get(run_id) or self.predictions.get(run_id)
+
+    def stats(self) -> JSON:
+        """Counters for benchmarks: trainings in flight now and the most ever seen at once."""
+        with self.lock:
+            self.advance(self.clock())
+            return {
+                "trainings": len(self.trainings),
+                "trainings_in_flight": self.in_flight,
+                "max_trainings_in_flight": self.max_in_flight,
+                "predictions": len(self.predictions),
+                "predictions_created": dict(self.predictions_created),
+            }
+
+    def reset_max_in_flight(self) -> None:
+        with self.lock:
+            self.advance(self.clock())
+            self.max_in_flight = self.in_flight
 
     # --- trainings -------------------------------------------------------------------
 
@@ -456,8 +528,7 @@ class State:
         host = parts.hostname or ""
         if host not in LOOPBACK_HOSTS:
             # No outside network: trust the URL and assume a typical zip.
-            images = [f"image_{i:02d}.jpg" for i in range(1, tr.ASSUMED_REMOTE_IMAGES + 1)]
-            return tr.ZipFacts(files=len(images), images=images)
+            return tr.ZipFacts.assumed(tr.ASSUMED_REMOTE_IMAGES)
         own = _OWN_FILE_PATH.match(parts.path)
         if own and parts.port == port:
             try:
@@ -466,103 +537,103 @@ class State:
                 return tr.ZipFacts(error=f"input_images could not be downloaded: {value} (404)")
         return _fetch_loopback(value)
 
+    def _check_training_target(
+        self, trainer_key: tuple[str, str], version: str, destination: Any
+    ) -> str:
+        trainer = self.models.get(trainer_key)
+        known = {v.id for v in trainer.versions} if trainer else set()
+        if trainer_key != (tr.TRAINER_OWNER, tr.TRAINER_NAME) or version not in known:
+            raise ApiError(422, common.INVALID_VERSION)
+        dest_key = tuple(destination.split("/", 1)) if isinstance(destination, str) else ()
+        if len(dest_key) != 2 or dest_key not in self.models or dest_key[0] != self.owner:
+            raise ApiError(404, common.DESTINATION_MISSING)
+        return str(destination)
+
+    def _add_training(
+        self,
+        *,
+        version: str,
+        input_: JSON,
+        destination: str,
+        webhook: str | None,
+        events: tuple[str, ...],
+        boot: float,
+        train: float,
+        facts: tr.ZipFacts,
+        early_error: str | None = None,
+        created: float | None = None,
+    ) -> TrainingRecord:
+        """Record a training (lock held): counts it in flight and schedules its end."""
+        rec = TrainingRecord(
+            id=common.new_training_id(),
+            seq=self._next_seq(),
+            model=tr.TRAINER_MODEL,
+            version=version,
+            input=input_,
+            webhook=webhook,
+            events=events,
+            created=common.whole_microseconds(self.clock() if created is None else created),
+            boot=boot,
+            destination=destination,
+            train=train,
+            early_error=early_error,
+            trainer_error=facts.error if early_error is None else None,
+        )
+        if self.outcomes:
+            rec.outcome, rec.error = self.outcomes.pop(0)
+        if early_error is None:
+            rec.logs = tr.TrainerLogs(_seed_of(rec.id), facts, input_, self.log_phases)
+        self.trainings[rec.id] = rec
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._touch(rec)
+        return rec
+
     def create_training(
         self, trainer_owner: str, trainer_name: str, version: str, body: Any, port: int
     ) -> JSON:
         if not isinstance(body, dict):
             raise ApiError(400, common.problem(400, "Request body must be a JSON object"))
-        allowed = {"destination", "input", "webhook", "webhook_completed", "webhook_events_filter"}
-        problems = [
-            ("required", "", f"{f} is required") for f in ("destination", "input") if f not in body
-        ]
-        problems += [
-            ("additional_property_not_allowed", "", f"Additional property {k} is not allowed")
-            for k in body
-            if k not in allowed
-        ]
-        if problems:
-            raise ApiError(422, common.invalid_fields(*problems))
+        allowed = frozenset(
+            {"destination", "input", "webhook", "webhook_completed", "webhook_events_filter"}
+        )
+        _body_problems(body, ("destination", "input"), allowed)
         input_ = body["input"]
         if not isinstance(input_, dict):
             raise ApiError(422, common.invalid_fields(("type", "input", "input must be an object")))
-        webhook = body.get("webhook") or body.get("webhook_completed")
-        if webhook is not None and (
-            not isinstance(webhook, str) or urlsplit(webhook).scheme not in ("http", "https")
-        ):
-            raise ApiError(
-                422, common.invalid_fields(("format", "webhook", "webhook must be an HTTPS URL"))
-            )
-        events_raw = body.get("webhook_events_filter")
-        if events_raw is None:
-            events: tuple[str, ...] = (
-                ("completed",) if body.get("webhook_completed") else DEFAULT_WEBHOOK_EVENTS
-            )
-        elif isinstance(events_raw, list) and all(e in WEBHOOK_EVENTS for e in events_raw):
-            events = tuple(events_raw)
-        else:
-            raise ApiError(
-                422,
-                common.invalid_fields(
-                    (
-                        "enum",
-                        "webhook_events_filter",
-                        "webhook_events_filter items must be start, output, logs or completed",
-                    )
-                ),
-            )
-
+        webhook, events = _webhook_params(body)
         with self.lock:
-            trainer = self.models.get((trainer_owner, trainer_name))
-            known = {v.id for v in trainer.versions} if trainer else set()
-            is_trainer = trainer_owner == tr.TRAINER_OWNER and trainer_name == tr.TRAINER_NAME
-            if not is_trainer or version not in known:
-                raise ApiError(422, common.INVALID_VERSION)
-            destination = body["destination"]
-            dest_key = tuple(destination.split("/", 1)) if isinstance(destination, str) else ()
-            if len(dest_key) != 2 or dest_key not in self.models or dest_key[0] != self.owner:
-                raise ApiError(404, common.DESTINATION_MISSING)
+            destination = self._check_training_target(
+                (trainer_owner, trainer_name), version, body["destination"]
+            )
 
         early_error = tr.validation_error(input_)
         facts = tr.ZipFacts()
         if early_error is None:
-            if input_.get("input_images") is None:
-                facts = tr.ZipFacts(error=tr.MISSING_IMAGES_ERROR)
+            trainer_error = tr.early_trainer_error(input_)
+            if trainer_error is not None:
+                facts = tr.ZipFacts(error=trainer_error)
             else:
                 facts = self.resolve_zip(input_["input_images"], port)
 
         with self.lock:
+            self.advance(self.clock())  # earlier ends first, so the in-flight peak is exact
             boot, train = self.boot_seconds, self.train_seconds
             if self.timing_hook is not None:
                 override = self.timing_hook(body)
                 if override is not None:
                     boot, train = override
-            rec = TrainingRecord(
-                id=common.new_training_id(),
-                seq=self._next_seq(),
-                model=f"{trainer_owner}/{trainer_name}",
+            rec = self._add_training(
                 version=version,
-                input=input_,
+                input_=input_,
                 destination=destination,
                 webhook=webhook,
                 events=events,
-                created=self.clock(),
                 boot=boot,
                 train=train,
+                facts=facts,
                 early_error=early_error,
-                trainer_error=facts.error if early_error is None else None,
             )
-            if self.outcomes:
-                rec.outcome, rec.error = self.outcomes.pop(0)
-            if early_error is None:
-                rec.logs = tr.TrainerLogs(
-                    seed=rec.id,
-                    facts=facts,
-                    steps=int(tr.setting(input_, "steps")),
-                    learning_rate=float(tr.setting(input_, "learning_rate")),
-                    trigger_word=str(tr.setting(input_, "trigger_word")),
-                    autocaption=bool(tr.setting(input_, "autocaption")),
-                )
-            self.trainings[rec.id] = rec
             pred = f"{self.base_url()}/v1/predictions/{rec.id}"
             # The create answer is thinner than a GET and points at /v1/predictions (recorded).
             return {
@@ -577,6 +648,51 @@ class State:
                 "urls": {"cancel": f"{pred}/cancel", "get": pred},
             }
 
+    def seed_trainings(
+        self,
+        count: int,
+        *,
+        destination: str,
+        input_: JSON,
+        images: int,
+        webhook: str | None,
+        events: tuple[str, ...],
+        boot_seconds: float | None,
+        train_seconds: float | None,
+        started_ago: float,
+    ) -> list[str]:
+        """`count` trainings as if created `started_ago` + boot seconds ago, in one go: no HTTP,
+        no zip to read (every one trains on `images` photos)."""
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        error = tr.validation_error(input_) or tr.early_trainer_error(input_)
+        if error is not None:
+            raise ValueError(f"the seeded trainings' input is not valid: {error}")
+        facts = tr.ZipFacts.assumed(images)
+        with self.lock:
+            destination = self._check_training_target(
+                (tr.TRAINER_OWNER, tr.TRAINER_NAME), tr.TRAINER_VERSION, destination
+            )
+            now = self.clock()
+            self.advance(now)
+            boot = self.boot_seconds if boot_seconds is None else boot_seconds
+            train = self.train_seconds if train_seconds is None else train_seconds
+            created = now - boot - started_ago
+            return [
+                self._add_training(
+                    version=tr.TRAINER_VERSION,
+                    input_=input_,
+                    destination=destination,
+                    webhook=webhook,
+                    events=events,
+                    boot=boot,
+                    train=train,
+                    facts=facts,
+                    created=created,
+                ).id
+                for _ in range(count)
+            ]
+
     def get_record(self, training_id: str) -> TrainingRecord:
         with self.lock:
             rec = self.trainings.get(training_id)
@@ -584,102 +700,21 @@ class State:
                 raise ApiError(404, common.NOT_FOUND)
             return rec
 
-    def training_json(
-        self, rec: TrainingRecord, at: float, *, with_logs: bool = True, run_start: bool = False
-    ) -> JSON:
-        """The GET body of a training as it stood at emulator time `at`.
-
-        `run_start` gives the body at the moment train() began, even when a settle made the
-        run take no time (the `start` webhook always shows `processing`).
-        """
-        end, final_status, final_error = rec.terminal()
-        started = rec.started_at(at)
-        if run_start and started is not None:
-            end = float("inf")
-        if at >= end:
-            status = final_status
-        elif started is not None:
-            status = "processing"
-        else:
-            status = "starting"
-        terminal = status in TERMINAL
-        base = self.base_url()
-        body: JSON = {
-            "id": rec.id,
-            "model": rec.model,
-            "version": rec.version,
-            "input": rec.input,
-        }
-        if with_logs:
-            body["logs"] = "" if run_start else self._logs(rec, at, started, status, final_error)
-        output = None
-        if status == "succeeded":
-            dest = f"{rec.destination}:{rec.new_version}"
-            weights = f"{base}/delivery/xezq/{rec.id}/trained_model.tar"
-            output = {"version": dest, "weights": weights}
-        metrics: JSON = {}
-        if terminal:
-            predict = end - started if started is not None else CANCEL_BEFORE_START_PREDICT_TIME
-            metrics = {"predict_time": round(predict, 6), "total_time": round(end - rec.created, 6)}
-        body.update(
-            {
-                "output": output,
-                "data_removed": False,
-                "error": final_error if terminal else None,
-                "status": status,
-                "source": "api",
-                "created_at": common.iso(rec.created),
-                "started_at": common.iso(started) if started is not None else None,
-                "completed_at": common.iso(end) if terminal else None,
-                "urls": {
-                    "get": f"{base}/v1/trainings/{rec.id}",
-                    "cancel": f"{base}/v1/trainings/{rec.id}/cancel",
-                },
-                "metrics": metrics,
-            }
-        )
-        return body
-
-    def _logs(
-        self,
-        rec: TrainingRecord,
-        at: float,
-        started: float | None,
-        status: str,
-        error: str | None,
-    ) -> str | None:
-        if started is None:
-            # Never ran: "" while queued, null once canceled/aborted (as recorded).
-            return None if status in ("canceled", "aborted") else ""
-        lines: list[str] = []
-        end, _, _ = rec.terminal()
-        if rec.trainer_error is not None:
-            if rec.logs is not None and rec.logs.facts.files:
-                lines.append(f"Extracted {rec.logs.facts.files} files from zip to input_images")
-        elif rec.logs is not None:
-            progress = 1.0 if rec.train <= 0 else (min(at, end) - started) / rec.train
-            lines = rec.logs.lines(progress)
-        if status == "failed" and error:
-            lines.append(error)
-        return "".join(line + "\n" for line in lines)
-
     def get_training(self, training_id: str) -> JSON:
         with self.lock:
             now = self.clock()
             self.advance(now)
-            return self.training_json(self.get_record(training_id), now)
+            return self.get_record(training_id).body(now, self.base_url())
 
     def list_trainings(self, cursor: str | None) -> JSON:
         with self.lock:
             now = self.clock()
             self.advance(now)
-            items = sorted(self.trainings.values(), key=lambda r: -r.seq)
-            # List items carry no logs, like the SPEC's example.
+            base = self.base_url()
+            # Insertion order is creation order; list items carry no logs (SPEC example).
+            items = list(reversed(self.trainings.values()))
             return self._page(
-                items,
-                cursor,
-                "/v1/trainings",
-                lambda r: self.training_json(r, now, with_logs=False),
+                items, cursor, "/v1/trainings", lambda r: r.body(now, base, with_logs=False)
             )
 
     def cancel_training(self, training_id: str) -> JSON:
@@ -687,10 +722,11 @@ class State:
             now = self.clock()
             self.advance(now)
             rec = self.get_record(training_id)
-            end, _, _ = rec.terminal()
-            if now < end:  # a terminal training is left as it is
+            if now < rec.terminal()[0]:  # a terminal training is left as it is
                 rec.forced = ("canceled", now, None)
-            return self.training_json(rec, now)
+                self._touch(rec)
+            self.advance(now)
+            return rec.body(now, self.base_url())
 
     def settle(self, training_id: str) -> JSON:
         with self.lock:
@@ -698,8 +734,9 @@ class State:
             rec = self.get_record(training_id)
             if now < rec.terminal()[0]:
                 rec.shrink_to(now)
+                self._touch(rec)
             self.advance(now)
-            return self.training_json(rec, now)
+            return rec.body(now, self.base_url())
 
     def finish_now(self, training_id: str, outcome: str, error: str | None) -> JSON:
         if outcome not in OUTCOMES:
@@ -709,7 +746,7 @@ class State:
             self.advance(now)
             rec = self.get_record(training_id)
             if now >= rec.terminal()[0]:
-                return self.training_json(rec, now)
+                return rec.body(now, self.base_url())
             if outcome in ("canceled", "aborted"):
                 rec.forced = (outcome, now, error)
             else:
@@ -718,8 +755,9 @@ class State:
                 rec.outcome = outcome
                 rec.error = (error or DEFAULT_FAILURE) if outcome == "failed" else None
                 rec.shrink_to(now)
+            self._touch(rec)
             self.advance(now)
-            return self.training_json(rec, now)
+            return rec.body(now, self.base_url())
 
     def set_timing(
         self, training_id: str, boot_seconds: float | None, train_seconds: float | None
@@ -730,36 +768,162 @@ class State:
                 rec.boot = boot_seconds
             if train_seconds is not None:
                 rec.train = train_seconds
+            self._touch(rec)
             now = self.clock()
             self.advance(now)
-            return self.training_json(rec, now)
+            return rec.body(now, self.base_url())
 
-    def advance(self, now: float) -> None:
-        """Apply what finished trainings do to the world: push the destination version."""
+    # --- predictions -----------------------------------------------------------------
+
+    def _runnable_version(self, ref: Any) -> tuple[tuple[str, str], str]:
+        """(model key, version id) for `owner/name:<64 hex>` or a bare id (SPEC formats)."""
+        if not isinstance(ref, str):
+            raise ApiError(
+                422, common.invalid_fields(("type", "version", "version must be a string"))
+            )
+        named, _, version_id = ref.rpartition(":")
+        key = self.version_models.get(version_id) if _VERSION_ID.fullmatch(version_id) else None
+        # `owner/name` alone is only for official models, which the emulator has none of.
+        if key is None or (named and named != "/".join(key)):
+            raise ApiError(422, common.INVALID_VERSION)
+        if not self.get_version(*key, version_id).runnable:
+            detail = "The emulator runs predictions only on versions its trainings created."
+            raise ApiError(422, common.problem(422, detail))  # emulator
+        return key, version_id
+
+    def create_prediction(self, body: Any, cancel_after: float | None) -> PredictionRecord:
+        if not isinstance(body, dict):
+            raise ApiError(400, common.problem(400, "Request body must be a JSON object"))
+        _body_problems(body, ("version", "input"), PREDICTION_FIELDS)
+        input_ = body["input"]
+        if not isinstance(input_, dict):
+            raise ApiError(422, common.invalid_fields(("type", "input", "input must be an object")))
+        webhook, events = _webhook_params(body)
+        early_error = pr.validation_error(input_)
         with self.lock:
-            for rec in self.trainings.values():
-                if rec.materialized:
-                    continue
-                end, status, _ = rec.terminal()
-                if now < end:
-                    continue
-                rec.materialized = True
-                if status != "succeeded":
-                    continue
-                owner, _, name = rec.destination.partition("/")
-                model = self.models.get((owner, name))
-                if model is None:
-                    # The real service fails after training when it cannot push the version.
-                    rec.outcome, rec.error = "failed", DEFAULT_FAILURE
-                    continue
-                model.versions.append(VersionRecord(id=rec.new_version, created=end))
-                model.versions.sort(key=lambda v: -v.created)
+            key, version_id = self._runnable_version(body["version"])
+            now = common.whole_microseconds(self.clock())
+            self.advance(now)
+            rec = PredictionRecord(
+                id=common.new_training_id(),
+                seq=self._next_seq(),
+                model="/".join(key),
+                version=version_id,
+                input=input_,
+                webhook=webhook,
+                events=events,
+                created=now,
+                boot=self.predict_boot_seconds,
+                early_error=early_error,
+                deadline=now + cancel_after if cancel_after is not None else None,
+                predict=self.predict_seconds,
+                retention=self.output_retention_seconds,
+            )
+            if early_error is None:
+                rec.run = self._predictor_run(rec.id, input_)
+                if self.hangs_next:
+                    self.hangs_next -= 1
+                    rec.hang = True
+            self.predictions[rec.id] = rec
+            self.predictions_created[version_id] += 1
+            self._touch(rec)
+            return rec
+
+    def _predictor_run(self, prediction_id: str, input_: JSON) -> pr.PredictorRun:
+        """The run of a valid input, taking the next NSFW switch (lock held)."""
+        probe = pr.PredictorRun(input_, 0)
+        seed = probe.setting("seed")
+        if seed is None or seed < 0:
+            # cog-flux draws a 16-bit seed (os.urandom(2)); ours follows the id.
+            seed = _seed_of(prediction_id) % 65536
+        flagged = 0
+        if self.nsfw_next:
+            want = self.nsfw_next.pop(0)
+            flagged = int(probe.setting("num_outputs")) if want is None else want
+        if probe.setting("disable_safety_checker"):
+            flagged = 0  # the checker never runs
+        return pr.PredictorRun(input_, int(seed), flagged)
+
+    def prediction_record(self, prediction_id: str) -> PredictionRecord:
+        with self.lock:
+            rec = self.predictions.get(prediction_id)
+            if rec is None:
+                raise ApiError(404, common.NOT_FOUND)
+            return rec
+
+    def get_prediction(self, prediction_id: str) -> JSON:
+        with self.lock:
+            now = self.clock()
+            self.advance(now)
+            return self.prediction_record(prediction_id).body(now, self.base_url())
+
+    def terminal_prediction(self, prediction_id: str) -> tuple[JSON | None, float]:
+        """(the body if the prediction has ended, else None; emulator seconds until it ends)."""
+        with self.lock:
+            now = self.clock()
+            self.advance(now)
+            rec = self.prediction_record(prediction_id)
+            moment = rec.moment(now)
+            if moment.terminal:
+                return rec.body(now, self.base_url()), 0.0
+            return None, moment.end - now
+
+    def list_predictions(self, cursor: str | None) -> JSON:
+        with self.lock:
+            now = self.clock()
+            base = self.base_url()
+            items = list(reversed(self.predictions.values()))
+            return self._page(
+                items, cursor, "/v1/predictions", lambda r: r.body(now, base, with_logs=False)
+            )
+
+    def cancel_prediction(self, prediction_id: str) -> JSON:
+        with self.lock:
+            now = self.clock()
+            rec = self.prediction_record(prediction_id)
+            if now < rec.terminal()[0]:
+                rec.forced = ("canceled", now, None)
+                self._touch(rec)
+            return rec.body(now, self.base_url())
+
+    def prediction_output(self, prediction_id: str, name: str) -> tuple[bytes, str]:
+        """An output file's bytes and type; 404 once removed (retention, version delete)."""
+        with self.lock:
+            now = self.clock()
+            rec = self.predictions.get(prediction_id)
+            if rec is None or rec.run is None:
+                raise ApiError(404, common.NOT_FOUND)
+            moment = rec.moment(now)
+            if moment.status != "succeeded" or rec.data_removed(moment, now):
+                raise ApiError(404, common.NOT_FOUND)
+            run = rec.run
+        image = run.image(name)  # rendered outside the lock: every other request waits on it
+        if image is None:
+            raise ApiError(404, common.NOT_FOUND)
+        return image
 
     # --- webhooks --------------------------------------------------------------------
 
     def has_pending_webhooks(self) -> bool:
         with self.lock:
-            return any(r.webhook and not r.webhook_done for r in self.trainings.values())
+            return bool(self.webhook_open)
+
+    def webhook_finished(self, run_id: str) -> bool:
+        with self.lock:
+            rec = self._run(run_id)
+            return rec is None or rec.webhook_done
+
+    def _next_webhook_check(self, rec: Run, now: float) -> float | None:
+        """When something may next fall due for `rec` (None: only a change can wake it)."""
+        end = rec.terminal()[0]
+        candidates = [end]
+        start = rec.created + rec.boot
+        if "start" in rec.events and "start" not in rec.sent and rec.early_error is None:
+            candidates.append(start)
+        if "logs" in rec.events and now < end:
+            candidates.append(max(start, now + self.logs_webhook_interval))
+        due = min(candidates)
+        return None if due == float("inf") else max(due, now)
 
     def collect_webhook_events(self) -> list[WebhookEvent]:
         """Events due by now, in the order the real service would send them."""
@@ -767,37 +931,48 @@ class State:
         with self.lock:
             now = self.clock()
             self.advance(now)
-            for rec in self.trainings.values():
-                if not rec.webhook or rec.webhook_done:
+            base = self.base_url()
+            seen: set[str] = set()
+            while self._webhooks_due and self._webhooks_due[0][0] <= now:
+                _, _, run_id = heapq.heappop(self._webhooks_due)
+                rec = self._run(run_id)
+                if rec is None or rec.webhook_done or run_id in seen:
                     continue
-
-                def emit(event: str, at: float, rec: TrainingRecord = rec) -> None:
-                    assert rec.webhook is not None
-                    snapshot = self.training_json(rec, at, run_start=event == "start")
-                    body = common.dumps(snapshot)
-                    out.append(WebhookEvent(rec.id, event, rec.webhook, body))
-                    rec.sent.add(event)
-
-                end, status, _ = rec.terminal()
-                started = rec.started_at(now)
-                if "start" in rec.events and "start" not in rec.sent and started is not None:
-                    emit("start", started)
-                if "logs" in rec.events and started is not None and now < end:
-                    due = (
-                        rec.last_logs_at is None
-                        or now - rec.last_logs_at >= self.logs_webhook_interval
-                    )
-                    logs = self._logs(rec, now, started, "processing", None) or ""
-                    if due and len(logs) != rec.last_logs_len:
-                        rec.last_logs_at, rec.last_logs_len = now, len(logs)
-                        emit("logs", now)
-                if now >= end:
-                    if "output" in rec.events and status == "succeeded":
-                        emit("output", end)
-                    if "completed" in rec.events:
-                        emit("completed", end)
-                    rec.webhook_done = True
+                seen.add(run_id)
+                self._emit_due(rec, now, base, out)
+                if rec.webhook_done:
+                    self.webhook_open.discard(run_id)
+                    continue
+                due = self._next_webhook_check(rec, now)
+                if due is not None:
+                    heapq.heappush(self._webhooks_due, (due, next(self._tiebreak), run_id))
         return out
+
+    def _emit_due(self, rec: Run, now: float, base: str, out: list[WebhookEvent]) -> None:
+        assert rec.webhook is not None
+        kind = "training" if isinstance(rec, TrainingRecord) else "prediction"
+
+        def emit(event: str, at: float) -> None:
+            assert rec.webhook is not None
+            snapshot = rec.body(at, base, run_start=event == "start")
+            out.append(WebhookEvent(rec.id, kind, event, rec.webhook, common.dumps(snapshot)))
+            rec.sent.add(event)
+
+        moment = rec.moment(now)
+        if "start" in rec.events and "start" not in rec.sent and moment.started is not None:
+            emit("start", moment.started)
+        if "logs" in rec.events and moment.started is not None and not moment.terminal:
+            due = rec.last_logs_at is None or now - rec.last_logs_at >= self.logs_webhook_interval
+            logs = (rec.logs_text(now, moment) or "") if due else ""
+            if due and len(logs) != rec.last_logs_len:
+                rec.last_logs_at, rec.last_logs_len = now, len(logs)
+                emit("logs", now)
+        if moment.terminal:
+            if "output" in rec.events and moment.status == "succeeded":
+                emit("output", moment.end)
+            if "completed" in rec.events:
+                emit("completed", moment.end)
+            rec.webhook_done = True
 
 
 def _fetch_loopback(url: str) -> tr.ZipFacts:

@@ -1,26 +1,31 @@
 """What `ostris/flux-dev-lora-trainer` does with its input, and the logs it prints.
 
-Facts from reference/replicate.md section 6 (the trainer's `train.py` and ai-toolkit) and
-section 2.1 (how Cog reports invalid input).
+Facts from the team reference: Replicate section 6 (the trainer's `train.py`, `caption.py` and
+ai-toolkit), section 2.1 (how Cog reports invalid input) and next capabilities 3.1 (the
+progress bar and its postfix).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
-import json
 import math
-import random
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
+
+from devstack.replicate_emulator import cog
+from devstack.replicate_emulator.cog import Field
 
 TRAINER_OWNER = "ostris"
 TRAINER_NAME = "flux-dev-lora-trainer"
 TRAINER_MODEL = f"{TRAINER_OWNER}/{TRAINER_NAME}"
-# Version ids seen in public code (replicate.md 6); the first is what `latest_version` reports.
+# Version ids seen in public code (team reference, Replicate 6); the first is what
+# `latest_version` reports.
 TRAINER_VERSION = "4ffd32160efd92e956d39c5338a9b8fbafca58e03f791f6d8011f3e20e8ea6fa"
 OLDER_TRAINER_VERSIONS = (
     "e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",
@@ -28,13 +33,12 @@ OLDER_TRAINER_VERSIONS = (
 )
 COG_VERSION = "0.9.20"
 JOB_NAME = "flux_train_replicate"
+JOB_DIR = f"output/{JOB_NAME}"
 
 # ai-toolkit's loader matches suffixes case-sensitively, so `.JPG` and `.heic` are skipped.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-# Steps/s of a typical H100 run, only used to make the tqdm timings look real.
+# Steps/s shown when a bar has no time to run in (a training settled at once).
 ITERATIONS_PER_SECOND = 1.44
-# Share of the processing phase spent before the first training step (download, captions).
-SETUP_SHARE = 0.1
 # Images assumed inside a zip we may not fetch (a non-loopback URL: no outside network).
 ASSUMED_REMOTE_IMAGES = 10
 
@@ -44,172 +48,69 @@ NO_IMAGES_ERROR = (
 )
 MISSING_IMAGES_ERROR = "input_images must be provided"
 
-# name: (kind, default, minimum, maximum); bounds from the trainer's `Input(ge=, le=)`.
-INPUTS: dict[str, tuple[str, Any, float | None, float | None]] = {
-    "input_images": ("uri", None, None, None),
-    "trigger_word": ("str", "TOK", None, None),
-    "autocaption": ("bool", True, None, None),
-    "autocaption_prefix": ("str", None, None, None),
-    "autocaption_suffix": ("str", None, None, None),
-    "steps": ("int", 1000, 3, 6000),
-    "learning_rate": ("float", 4e-4, None, None),
-    "batch_size": ("int", 1, None, None),
-    "resolution": ("str", "512,768,1024", None, None),
-    "lora_rank": ("int", 16, 1, 128),
-    "caption_dropout_rate": ("float", 0.05, 0, 1),
-    "optimizer": ("str", "adamw8bit", None, None),
-    "cache_latents_to_disk": ("bool", False, None, None),
-    "layers_to_optimize_regex": ("str", None, None, None),
-    "gradient_checkpointing": ("bool", False, None, None),
-    "hf_repo_id": ("str", None, None, None),
-    "hf_token": ("secret", None, None, None),
-    "wandb_api_key": ("secret", None, None, None),
-    "wandb_project": ("str", JOB_NAME, None, None),
-    "wandb_run": ("str", None, None, None),
-    "wandb_entity": ("str", None, None, None),
-    "wandb_sample_prompts": ("str", None, None, None),
-    "wandb_sample_interval": ("int", 100, 1, None),
-    "wandb_save_interval": ("int", 100, 1, None),
-    "skip_training_and_use_pretrained_hf_lora_url": ("str", None, None, None),
+# Bounds from the trainer's `Input(ge=, le=)`.
+INPUTS: dict[str, Field] = {
+    "input_images": Field("uri"),
+    "trigger_word": Field("str", "TOK"),
+    "autocaption": Field("bool", True),
+    "autocaption_prefix": Field("str"),
+    "autocaption_suffix": Field("str"),
+    "steps": Field("int", 1000, ge=3, le=6000),
+    "learning_rate": Field("float", 4e-4),
+    "batch_size": Field("int", 1),
+    "resolution": Field("str", "512,768,1024"),
+    "lora_rank": Field("int", 16, ge=1, le=128),
+    "caption_dropout_rate": Field("float", 0.05, ge=0, le=1),
+    "optimizer": Field("str", "adamw8bit"),
+    "cache_latents_to_disk": Field("bool", False),
+    "layers_to_optimize_regex": Field("str"),
+    "gradient_checkpointing": Field("bool", False),
+    "hf_repo_id": Field("str"),
+    "hf_token": Field("secret"),
+    "wandb_api_key": Field("secret"),
+    "wandb_project": Field("str", JOB_NAME),
+    "wandb_run": Field("str"),
+    "wandb_entity": Field("str"),
+    "wandb_sample_prompts": Field("str"),
+    "wandb_sample_interval": Field("int", 100, ge=1),
+    "wandb_save_interval": Field("int", 100, ge=1),
+    "skip_training_and_use_pretrained_hf_lora_url": Field("str"),
 }
 
 
 def trainer_openapi_schema() -> dict[str, Any]:
     """A Cog-style schema with the training inputs under `components.schemas.TrainingInput`."""
-    kinds: dict[str, dict[str, Any]] = {
-        "uri": {"type": "string", "format": "uri"},
-        "str": {"type": "string"},
-        "bool": {"type": "boolean"},
-        "int": {"type": "integer"},
-        "float": {"type": "number"},
-        "secret": {"type": "string", "format": "password", "x-cog-secret": True},
+    weights: dict[str, Any] = {
+        "type": "object",
+        "required": ["weights"],
+        "properties": {"weights": {"type": "string", "format": "uri"}},
     }
-    props: dict[str, Any] = {}
-    for order, (name, (kind, default, lo, hi)) in enumerate(INPUTS.items()):
-        prop: dict[str, Any] = {**kinds[kind], "title": name.replace("_", " ").title()}
-        prop["x-order"] = order
-        if default is not None:
-            prop["default"] = default
-        if lo is not None:
-            prop["minimum"] = lo
-        if hi is not None:
-            prop["maximum"] = hi
-        props[name] = prop
-    return {
-        "openapi": "3.0.2",
-        "info": {"title": "Cog", "version": "0.1.0"},
-        "components": {
-            "schemas": {
-                "TrainingInput": {"type": "object", "title": "TrainingInput", "properties": props},
-                "TrainingOutput": {
-                    "type": "object",
-                    "title": "TrainingOutput",
-                    "required": ["weights"],
-                    "properties": {"weights": {"type": "string", "format": "uri"}},
-                },
-            }
-        },
-    }
+    return cog.openapi_schema(
+        INPUTS, input_title="TrainingInput", output_title="TrainingOutput", output=weights
+    )
 
 
-# --- validation (Cog / pydantic v1 error shapes) ------------------------------------------
-
-
-def _err(name: str, msg: str, kind: str, **ctx: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {"loc": ["body", "input", name], "msg": msg, "type": kind}
-    if ctx:
-        item["ctx"] = ctx
-    return item
-
-
-def _coerce(kind: str, value: Any) -> tuple[Any, tuple[str, str] | None]:
-    """pydantic v1 coercion: returns (value, (msg, type)) on failure."""
-    if kind == "int":
-        if isinstance(value, bool):
-            return int(value), None
-        if isinstance(value, int):
-            return value, None
-        if isinstance(value, float) and value.is_integer():
-            return int(value), None
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            return int(value), None
-        return value, ("value is not a valid integer", "type_error.integer")
-    if kind == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value), None
-        try:
-            return float(str(value)), None
-        except ValueError:
-            return value, ("value is not a valid float", "type_error.float")
-    if kind == "bool":
-        truthy = {True, "1", "true", "yes", "on", "y", "t"}
-        falsy = {False, "0", "false", "no", "off", "n", "f"}
-        probe = value.lower() if isinstance(value, str) else value
-        if probe in truthy:
-            return True, None
-        if probe in falsy:
-            return False, None
-        return value, ("value could not be parsed to a boolean", "type_error.bool")
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value), None
-    return value, ("str type expected", "type_error.str")
-
-
-def validation_error(input_: dict[str, Any]) -> str | None:
+def validation_error(input_: Mapping[str, Any]) -> str | None:
     """The `Prediction input failed validation: ...` text Cog gives, or None if valid."""
-    errors: list[dict[str, Any]] = []
-    for name, (kind, _default, lo, hi) in INPUTS.items():
-        if name not in input_ or input_[name] is None:
-            continue
-        value = input_[name]
-        if kind == "uri":
-            scheme = urlsplit(value).scheme if isinstance(value, str) else ""
-            if scheme not in ("data", "http", "https"):
-                msg = (
-                    f"'{scheme}' is not a valid URL scheme. "
-                    "'data', 'http', or 'https' is supported."
-                )
-                errors.append(_err(name, msg, "value_error"))
-            continue
-        coerced, problem_ = _coerce("str" if kind == "secret" else kind, value)
-        if problem_ is not None:
-            errors.append(_err(name, problem_[0], problem_[1]))
-            continue
-        if lo is not None and coerced < lo:
-            errors.append(
-                _err(
-                    name,
-                    f"ensure this value is greater than or equal to {_num(lo)}",
-                    "value_error.number.not_ge",
-                    limit_value=_num(lo),
-                )
-            )
-        elif hi is not None and coerced > hi:
-            errors.append(
-                _err(
-                    name,
-                    f"ensure this value is less than or equal to {_num(hi)}",
-                    "value_error.number.not_le",
-                    limit_value=_num(hi),
-                )
-            )
-    if not errors:
-        return None
-    detail = json.dumps({"detail": errors}, separators=(",", ":"))
-    return f"Prediction input failed validation: {detail}"
+    return cog.validation_error(INPUTS, input_)
 
 
-def _num(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
-
-
-def setting(input_: dict[str, Any], name: str) -> Any:
+def setting(input_: Mapping[str, Any], name: str) -> Any:
     """An input after coercion, or its default (only call once validation passed)."""
-    kind, default, _, _ = INPUTS[name]
-    if input_.get(name) is None:
-        return default
-    value, _problem = _coerce("str" if kind in ("secret", "uri") else kind, input_[name])
-    return value
+    return cog.setting(INPUTS, input_, name)
+
+
+def early_trainer_error(input_: Mapping[str, Any]) -> str | None:
+    """What `train()` raises before it downloads anything (validation passed)."""
+    if input_.get("input_images") is None:
+        return MISSING_IMAGES_ERROR
+    for res in str(setting(input_, "resolution")).split(","):
+        try:
+            int(res)
+        except ValueError:
+            # train.py builds its config with `int(res)` before it starts.
+            return f"invalid literal for int() with base 10: '{res}'"
+    return None
 
 
 # --- the zip ----------------------------------------------------------------------------
@@ -223,6 +124,12 @@ class ZipFacts:
     images: list[str] = field(default_factory=list)
     captioned: set[str] = field(default_factory=set)
     error: str | None = None
+
+    @classmethod
+    def assumed(cls, images: int) -> ZipFacts:
+        """A typical zip of `images` photos, one we do not read."""
+        names = [f"image_{i:02d}.jpg" for i in range(1, images + 1)]
+        return cls(files=len(names), images=names)
 
 
 def decode_data_uri(uri: str) -> bytes | None:
@@ -259,98 +166,217 @@ def inspect_zip(data: bytes | None) -> ZipFacts:
 
 # --- logs -------------------------------------------------------------------------------
 
-_BAR_CHARS = " ▏▎▍▌▋▊▉█"
-_BAR_WIDTH = 10
+# train.py's order: weights download, zip extraction, captioning, then ai-toolkit prepares the
+# datasets (bare file bars, latent caching) and trains; after 100 % it saves and tars.
+PHASES = ("download", "extract", "caption", "prepare", "train", "save")
+# Shares of the processing time; a benchmark can set a real run's timeline instead.
+DEFAULT_PHASE_SHARES: dict[str, float] = {
+    "download": 0.04,
+    "extract": 0.01,
+    "caption": 0.05,
+    "prepare": 0.05,
+    "train": 0.8,
+    "save": 0.05,
+}
+_CAPTION_MODELS = ("liuhaotian/llava-v1.5-13b", "openai/clip-vit-large-patch14-336")
+_CAPTION_WORDS = (
+    ("close-up", "portrait", "half-length", "candid"),
+    ("smiling", "serious", "laughing", "calm"),
+    ("short brown", "long dark", "curly blond", "straight black"),
+    ("soft window light", "bright daylight", "warm indoor light", "overcast light"),
+)
 
 
-def _bar(n: int, total: int) -> str:
-    # tqdm's default 10-cell bar with eighth-block partials.
-    frac = n / total if total else 1.0
-    full, part = divmod(int(frac * _BAR_WIDTH * 8), 8)
-    if full >= _BAR_WIDTH:
-        return _BAR_CHARS[-1] * _BAR_WIDTH
-    return _BAR_CHARS[-1] * full + _BAR_CHARS[part] + " " * (_BAR_WIDTH - full - 1)
+def phase_shares(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The defaults with `overrides` applied, scaled to sum to 1."""
+    shares = dict(DEFAULT_PHASE_SHARES)
+    for name, value in (overrides or {}).items():
+        if name not in PHASES:
+            raise ValueError(f"unknown log phase {name!r}: use one of {', '.join(PHASES)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"log phase {name!r} needs a share >= 0, got {value!r}")
+        shares[name] = float(value)
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError("at least one log phase needs a share above 0")
+    return {name: shares[name] / total for name in PHASES}
 
 
-def _interval(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+def caption_files(facts: ZipFacts, autocaption: bool) -> list[str]:
+    """Caption files in input_images after captioning: given ones, plus one per image if the
+    captioner ran (train.py copies `input_images/*.txt` into the output)."""
+    captioned = facts.images if autocaption else sorted(facts.captioned)
+    return [image.rsplit("/", 1)[-1].rsplit(".", 1)[0] + ".txt" for image in captioned]
 
 
-def tqdm_line(desc: str, n: int, total: int, rate: float, postfix: str = "") -> str:
-    """One redraw in tqdm's default format, as Cog turns it into a log line."""
-    prefix = f"{desc}: " if desc else ""
-    if n == 0:
-        return f"{prefix}  0%|{' ' * _BAR_WIDTH}| 0/{total} [00:00<?, ?it/s]"
-    elapsed = n / rate
-    remaining = (total - n) / rate
-    tail = f", {postfix}" if postfix else ""
-    return (
-        f"{prefix}{100 * n / total:3.0f}%|{_bar(n, total)}| {n}/{total} "
-        f"[{_interval(elapsed)}<{_interval(remaining)}, {rate:5.2f}it/s{tail}]"
-    )
+def output_listing(facts: ZipFacts, autocaption: bool) -> list[str]:
+    """What `tar -cvf trained_model.tar output/flux_train_replicate` prints, in order."""
+    captions = [f"{JOB_DIR}/captions/{name}" for name in caption_files(facts, autocaption)]
+    return [
+        f"{JOB_DIR}/",
+        f"{JOB_DIR}/config.yaml",
+        f"{JOB_DIR}/lora.safetensors",
+        f"{JOB_DIR}/captions/",
+        *captions,
+    ]
 
 
-@dataclass
+@functools.lru_cache(maxsize=16)
+def _bar_heads(steps: int, rate: float, lr: float) -> tuple[str, ...]:
+    """Each step's bar line up to its loss value. They are the same for every training of that
+    length and pace, so a sweep over thousands of trainings builds them once."""
+    heads = []
+    for k in range(1, steps + 1):
+        shown = rate * (1 + 0.03 * cog.noise(0, k))  # tqdm's smoothed rate wobbles a little
+        line = cog.tqdm_line(JOB_NAME, k, steps, k / rate, shown, f"lr: {lr:.1e} loss: ")
+        heads.append(line[:-1])  # without the closing "]"
+    return tuple(heads)
+
+
+def _spread(lines: list[str], rel: float) -> list[str]:
+    """Lines spread evenly over a phase, the first at its start and the last at its end."""
+    if rel >= 1.0 or not lines:
+        return lines
+    if len(lines) == 1:
+        return []
+    return lines[: int(rel * (len(lines) - 1) + 1e-9) + 1]
+
+
+@dataclass(frozen=True)
 class TrainerLogs:
-    """Deterministic logs for one training; the step lines are built on demand and cached."""
+    """Deterministic logs for one training, rebuilt on every read (nothing per line is kept,
+    so thousands of trainings cost little memory)."""
 
-    seed: str
+    seed: int
     facts: ZipFacts
-    steps: int
-    learning_rate: float
-    trigger_word: str
-    autocaption: bool
-    _setup: list[str] = field(default_factory=list)
-    _steps: list[str] = field(default_factory=list)
+    input: Mapping[str, Any]
+    shares: Mapping[str, float] = field(default_factory=phase_shares)
 
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        n = max(len(self.facts.images), 1)
-        lines = [
-            f"Extracted {self.facts.files} files from zip to input_images",
-            f"Downloaded base weights in {rng.uniform(6, 14):.2f} seconds",
-            "Turning gradient checkpointing on and quantizing base model, "
-            "GPU has less than 100 GB of memory",
-        ]
-        for image in self.facts.images:
-            base = image.rsplit("/", 1)[-1]
-            if image in self.facts.captioned or not self.autocaption:
-                lines.append(f"{base} is already captioned")
+    def setting(self, name: str) -> Any:
+        return setting(self.input, name)
+
+    def _windows(self) -> dict[str, tuple[float, float]]:
+        out, start = {}, 0.0
+        for name in PHASES:
+            out[name] = (start, start + self.shares[name])
+            start += self.shares[name]
+        return out
+
+    def _download(self, duration: float) -> list[str]:
+        lines = []
+        if not self.setting("gradient_checkpointing"):
+            if int(self.setting("batch_size")) > 1:
+                lines.append("Turning gradient checkpointing on automatically for batch size > 1")
             else:
-                lines.append(f"Caption for input_images/{base}: a photo of {self.trigger_word}")
-        lines.append("Starting train job")
-        # Bare `tqdm(file_list)` bars come first; parsers must not take them for training.
-        for _ in range(2):
-            lines.append(tqdm_line("", 0, n, 1.0))
-            lines.append(tqdm_line("", n, n, rng.uniform(800, 3000)))
-        lines.append(tqdm_line("Caching latents", 0, n, 1.0))
-        latent_rate = rng.uniform(4, 8)
-        lines.extend(tqdm_line("Caching latents", i, n, latent_rate) for i in range(1, n + 1))
-        lines.append(tqdm_line(JOB_NAME, 0, self.steps, 1.0))
-        self._setup = lines
+                lines.append(
+                    "Turning gradient checkpointing on and quantizing base model, "
+                    "GPU has less than 100 GB of memory"
+                )
+        # train.py prints the raw float of the elapsed time.
+        lines.append(f"Downloaded base weights in {self.shares['download'] * duration!r} seconds")
+        return lines
 
-    def _step_line(self, k: int) -> str:
-        rng = random.Random(f"{self.seed}:{k}")
-        loss = 0.28 + 0.2 * math.exp(-3 * k / self.steps) + rng.uniform(-0.06, 0.06)
-        postfix = f"lr: {self.learning_rate:.1e} loss: {loss:.3e}"
-        rate = ITERATIONS_PER_SECOND
-        return tqdm_line(JOB_NAME, k, self.steps, rate, postfix)
+    def _caption(self, duration: float) -> list[str]:
+        images = self.facts.images
+        if not self.setting("autocaption") or all(i in self.facts.captioned for i in images):
+            return []  # the captioner is not even loaded
+        lines = []
+        for i, model in enumerate(_CAPTION_MODELS):
+            lines.append(f"downloading to:  {model}")
+            took = self.shares["caption"] * duration * (0.3 + 0.1 * cog.noise(self.seed, i))
+            lines.append(f"downloading took:  {took!r}")
+        for k, image in enumerate(images):
+            name = image.rsplit("/", 1)[-1]
+            if image in self.facts.captioned:
+                lines.append(f"{name} is already captioned")
+                continue
+            words = [
+                w[int((cog.noise(self.seed, 100 + 4 * k + j) + 1) * 2)]
+                for j, w in enumerate(_CAPTION_WORDS)
+            ]
+            lines.append(
+                f"Caption for input_images/{name}: A {words[0]} photo of a {words[1]} person "
+                f"with {words[2]} hair, {words[3]}, plain background."
+            )
+        return lines
 
-    def current_step(self, progress: float) -> int:
-        if progress <= SETUP_SHARE:
-            return 0
-        share = (progress - SETUP_SHARE) / (1 - SETUP_SHARE)
-        return min(self.steps, int(share * self.steps + 1e-9))
+    def _prepare(self) -> list[str]:
+        n = len(self.facts.images)
+        lines = ["Starting train job", "Running  1 process"]
+        cache_desc = (
+            "Caching latents to disk"
+            if self.setting("cache_latents_to_disk")
+            else "Caching latents"
+        )
+        for d, res in enumerate(str(self.setting("resolution")).split(",")):
+            r = int(res)
+            file_rate = 1500 + 1000 * cog.noise(self.seed, 200 + d)
+            latent_rate = 6 + 2 * cog.noise(self.seed, 300 + d)
+            lines += [
+                "Dataset: input_images",
+                "  -  Preprocessing image dimensions",
+                # Bare `tqdm(file_list)` bars: parsers must not take them for training.
+                cog.tqdm_line("", 0, n, 0.0),
+                cog.tqdm_line("", n, n, n / file_rate),
+                f"  -  Found {n} images",
+                "Bucket sizes for input_images:",
+                f"{r}x{r}: {n} files",
+                "1 buckets made",
+                "Caching latents for input_images",
+                " - Saving latents to disk"
+                if self.setting("cache_latents_to_disk")
+                else " - Keeping latents in memory",
+                cog.tqdm_line(cache_desc, 0, n, 0.0),
+            ]
+            lines += [cog.tqdm_line(cache_desc, i, n, i / latent_rate) for i in range(1, n + 1)]
+        lines.append("Generating baseline samples before training")
+        lines.append(cog.tqdm_line(JOB_NAME, 0, int(self.setting("steps")), 0.0))
+        return lines
 
-    def lines(self, progress: float) -> list[str]:
-        """Lines printed by the time `progress` (0..1 of the processing phase) is reached."""
-        progress = min(max(progress, 0.0), 1.0)
-        if progress < SETUP_SHARE:
-            shown = int(progress / SETUP_SHARE * len(self._setup))
-            return self._setup[:shown]
-        k = self.current_step(progress)
-        while len(self._steps) < k:
-            self._steps.append(self._step_line(len(self._steps) + 1))
-        return self._setup + self._steps[:k]
+    def _train(self, rel: float, duration: float) -> list[str]:
+        steps = int(self.setting("steps"))
+        done = steps if rel >= 1.0 else int(rel * steps + 1e-9)
+        seconds = self.shares["train"] * duration
+        rate = steps / seconds if seconds > 0 else ITERATIONS_PER_SECOND
+        lr = float(self.setting("learning_rate"))
+        # save_every is wandb_save_interval with W&B on, else steps + 1 (never) (train.py).
+        save_every = (
+            int(self.setting("wandb_save_interval")) if self.input.get("wandb_api_key") else 0
+        )
+        bars = _bar_heads(steps, rate, lr)
+        lines = []
+        for k in range(1, done + 1):
+            # ai-toolkit's postfix is the raw per-step loss: noisy around a falling curve.
+            loss = 0.26 + 0.14 * math.exp(-3 * k / steps) + 0.05 * cog.noise(self.seed, k)
+            lines.append(f"{bars[k - 1]}{loss:.3e}]")
+            if save_every and k % save_every == 0 and k < steps:
+                lines.append(f"Saving at step {k}")
+                lines.append(f"Saved to {JOB_DIR}/{JOB_NAME}_{k:09d}.safetensors")
+        return lines
+
+    def lines(self, progress: float, duration: float) -> list[str]:
+        """Lines printed once `progress` (0..1) of a `duration`-second processing phase ran."""
+        out: list[str] = []
+        for name, (start, end) in self._windows().items():
+            if progress < start or (progress == start and end > start and name != "download"):
+                break
+            rel = 1.0 if progress >= end else (progress - start) / (end - start)
+            if name == "download":
+                out += _spread(self._download(duration), rel)
+            elif name == "extract":
+                out += _spread(
+                    [f"Extracted {self.facts.files} files from zip to input_images"], rel
+                )
+            elif name == "caption":
+                out += _spread(self._caption(duration), rel)
+            elif name == "prepare":
+                out += _spread(self._prepare(), rel)
+            elif name == "train":
+                out += self._train(rel, duration)
+            else:
+                autocaption = bool(self.setting("autocaption"))
+                saved = [f"Saved to {JOB_DIR}/{JOB_NAME}.safetensors"]
+                out += _spread(saved + output_listing(self.facts, autocaption), rel)
+            if progress < end:
+                break
+        return out

@@ -1,7 +1,8 @@
-"""Signed webhook delivery (Standard Webhooks, reference/replicate.md section 5).
+"""Signed webhook delivery (Standard Webhooks; the team reference, Replicate section 5).
 
-One daemon thread collects due events from the state, POSTs them in order, and retries only
-the `completed` event. Switches can lose, duplicate or reorder deliveries.
+One daemon thread collects due events (trainings and predictions alike) from the state, POSTs
+them in order, and retries only the `completed` event. Switches can lose, duplicate or reorder
+deliveries.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class _WebhookFault:
 
 class WebhookFaults:
     """Delivery switches: `lose` (never sent), `duplicate` (sent twice, same webhook-id),
-    `reorder` (a training's intermediate events held back until after its final one)."""
+    `reorder` (a run's intermediate events held back until after its final one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -185,12 +186,10 @@ class WebhookDispatcher:
         with self._lock:
             for ev in events:
                 self._enqueue(ev)
-            for tid in [t for t, held in self._held.items() if held]:
-                with self.state.lock:  # lock order: dispatcher, then state (never reversed)
-                    rec = self.state.trainings.get(tid)
-                    finished = rec is None or rec.webhook_done
-                if finished:
-                    self._flush_held(tid)
+            for run_id in [r for r, held in self._held.items() if held]:
+                # lock order: dispatcher, then state (never reversed)
+                if self.state.webhook_finished(run_id):
+                    self._flush_held(run_id)
             now = time.monotonic()
             due: list[_Delivery] = []
             while self._queue and self._queue[0].due <= now:
@@ -221,22 +220,22 @@ class WebhookDispatcher:
         copies = 2 if self.faults.take("duplicate", ev.event) else 1
         now = time.monotonic()
         if ev.event != "completed" and (
-            ev.training_id in self._reordering or self.faults.take("reorder", ev.event)
+            ev.run_id in self._reordering or self.faults.take("reorder", ev.event)
         ):
-            self._reordering.add(ev.training_id)
+            self._reordering.add(ev.run_id)
             for _ in range(copies):
                 held = _Delivery(now, next(self._seq), msg_id, ev)
-                self._held.setdefault(ev.training_id, []).append(held)
+                self._held.setdefault(ev.run_id, []).append(held)
             return
         for _ in range(copies):
             self._push(_Delivery(now, next(self._seq), msg_id, ev))
 
-    def _flush_held(self, training_id: str) -> None:
+    def _flush_held(self, run_id: str) -> None:
         now = time.monotonic()
-        for held in self._held.pop(training_id, []):
+        for held in self._held.pop(run_id, []):
             # Fresh sequence numbers put them behind the final event already queued.
             self._push(_Delivery(now, next(self._seq), held.msg_id, held.event))
-        self._reordering.discard(training_id)
+        self._reordering.discard(run_id)
 
     def _entry(
         self,
@@ -250,7 +249,8 @@ class WebhookDispatcher:
     ) -> dict[str, Any]:
         return {
             "webhook_id": msg_id,
-            "training_id": ev.training_id,
+            "training_id": ev.run_id if ev.kind == "training" else None,
+            "prediction_id": ev.run_id if ev.kind == "prediction" else None,
             "event": ev.event,
             "url": ev.url,
             "attempt": attempt,
