@@ -36,8 +36,7 @@ LEDGER_DDL = (
     "create schema if not exists supabase_migrations",
     "create table if not exists supabase_migrations.schema_migrations"
     " (version text not null primary key)",
-    "alter table supabase_migrations.schema_migrations"
-    " add column if not exists statements text[]",
+    "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
     "alter table supabase_migrations.schema_migrations add column if not exists name text",
 )
 # One runner at a time per database (any 64-bit key; this one reads "flurrty migrate").

@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger
 from shared.jobs import Attempt, for_each_job
 from shared.models import Job, JobStatus
 from shared.notify import send_pending_notices
+from shared.observability import record_sweep
 from shared.privacy import sweep_cleanup
 from shared.retry import Deadline
 from shared.status import refresh
@@ -97,4 +98,5 @@ def sweep_all(deps: StartDeps, deadline: Deadline) -> dict[str, object]:
         except Exception:
             logger.exception("sweep task failed", extra={"task": name})
             report[name] = {"error": True}
+    record_sweep(report)
     return report

@@ -31,10 +31,15 @@ from moto.server import ThreadedMotoServer
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
 SAM_VENV = Path(os.environ.get("TEMPLATE_SAM_VENV", ROOT / ".local" / "sam-venv")).resolve()
+SAM = str(SAM_VENV / "bin" / "sam")
 LAMBDA_PYTHON = os.environ.get("TEMPLATE_LAMBDA_PYTHON", "")
 SOURCES = ("template.yaml", "samconfig.toml", "requirements.txt", "constraints.txt")
 SOURCE_DIRS = ("functions", "shared")
-FUNCTIONS = ("UploadTrainingPhotosFunction", "StartAiTrainingFunction", "CheckTrainingStatusFunction")
+FUNCTIONS = (
+    "UploadTrainingPhotosFunction",
+    "StartAiTrainingFunction",
+    "CheckTrainingStatusFunction",
+)
 BUCKET = "flurrty-twin-artifacts"
 REPORT = ROOT / ".aws-sam" / "version-publishing.json"
 
@@ -98,8 +103,7 @@ def _build_copy(dest: Path, env: dict[str, str], change: Callable[[Path], None] 
         change(dest)
     build = dest / ".aws-sam" / "build"
     _run(
-        [str(SAM_VENV / "bin" / "sam"), "build", "--template-file", "template.yaml"]
-        + ["--build-dir", str(build)],
+        [SAM, "build", "--template-file", "template.yaml", "--build-dir", str(build)],
         dest,
         env,
     )
@@ -111,8 +115,10 @@ def _deployed(build: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     packaged = work / "packaged.yaml"
     _run(
-        [str(SAM_VENV / "bin" / "sam"), "package", "--template-file", str(build / "template.yaml")]
-        + ["--s3-bucket", BUCKET, "--output-template-file", str(packaged)],
+        [
+            *(SAM, "package", "--template-file", str(build / "template.yaml")),
+            *("--s3-bucket", BUCKET, "--output-template-file", str(packaged)),
+        ],
         work,
         env,
     )
@@ -166,13 +172,17 @@ def _fix_in_start(src: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared_fixed(sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def shared_fixed(
+    sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("shared-fixed")
     return _deployed(_build_copy(work / "src", sam_env, _fix_in_shared), work, sam_env)
 
 
 @pytest.fixture(scope="module")
-def start_fixed(sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def start_fixed(
+    sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("start-fixed")
     return _deployed(_build_copy(work / "src", sam_env, _fix_in_start), work, sam_env)
 

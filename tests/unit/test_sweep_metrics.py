@@ -1,0 +1,72 @@
+"""The sweep's own metrics (SweepRuns, SweepErrors, SweepSkipped): what its alarms watch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shared.errors import UpstreamError
+from shared.models import Job
+from shared.observability import metrics, record_sweep
+from shared.retry import Deadline
+from shared.sweep import sweep_all
+from tests.unit.test_sweep import make_deps
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Flush the recorded metrics and return the one EMF line's values."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()
+
+    def flush() -> dict[str, Any]:
+        capsys.readouterr()
+        metrics.flush_metrics()
+        [emf] = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{") and '"_aws"' in line
+        ]
+        return emf
+
+    return flush
+
+
+def test_a_clean_sweep_counts_one_run_and_nothing_else(emitted) -> None:
+    sweep_all(make_deps(), Deadline(30))
+    emf = emitted()
+    assert (
+        emf["SweepRuns"] == [1.0] and emf["SweepErrors"] == [0.0] and emf["SweepSkipped"] == [0.0]
+    )
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "FlurrtyTwin"
+
+
+def test_a_failing_task_is_a_sweep_error(emitted) -> None:
+    deps = make_deps()
+
+    def down(statuses: Any, limit: int) -> list[Job]:
+        raise UpstreamError("The job database is not available right now.")
+
+    deps.jobs.list_active = down  # type: ignore[method-assign]
+    report = sweep_all(deps, Deadline(30))
+    # Both the trainings and the uploads task list active jobs: two tasks failed outright.
+    assert report["trainings"] == report["uploads"] == {"error": True}
+    assert emitted()["SweepErrors"] == [2.0]
+
+
+def test_job_errors_and_skips_of_every_task_add_up(emitted) -> None:
+    record_sweep(
+        {
+            "trainings": {"seen": 9, "checked": 4, "errors": 2, "skipped": 3},
+            "uploads": {"seen": 1, "expired": 0, "errors": 1, "skipped": 0},
+            "cleanup": {"skipped": "deadline"},
+            "notices": {"pending": 2, "sent": 1},
+        }
+    )
+    emf = emitted()
+    assert (
+        emf["SweepErrors"] == [3.0] and emf["SweepSkipped"] == [4.0] and emf["SweepRuns"] == [1.0]
+    )
