@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +72,17 @@ def test_job_errors_and_skips_of_every_task_add_up(emitted) -> None:
     assert (
         emf["SweepErrors"] == [3.0] and emf["SweepSkipped"] == [4.0] and emf["SweepRuns"] == [1.0]
     )
+
+
+def test_the_alarms_watch_the_metrics_the_sweep_emits(emitted) -> None:
+    template = (Path(__file__).resolve().parents[2] / "template.yaml").read_text()
+    record_sweep({})
+    emitted_names = {m["Name"] for m in emitted()["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    watched = set()
+    for alarm in re.findall(r"\n  Sweep\w+Alarm:\n(?:    .*\n|      .*\n)+", template):
+        if "Namespace: FlurrtyTwin" in alarm:
+            # Powertools adds the function's POWERTOOLS_SERVICE_NAME as the `service` dimension.
+            assert "- Name: service\n          Value: check_training_status" in alarm
+            watched.update(re.findall(r"MetricName: (\w+)", alarm))
+    assert watched == emitted_names == {"SweepRuns", "SweepErrors", "SweepSkipped"}
+    assert "POWERTOOLS_SERVICE_NAME: check_training_status" in template
