@@ -162,7 +162,7 @@ def rebuilt(sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _fix_in_shared(src: Path) -> None:
-    path = src / "shared" / "retry.py"
+    path = src / "shared" / "plumbing" / "retry.py"
     path.write_text(path.read_text() + "\n# a fix in shared/ only\n")
 
 
