@@ -39,6 +39,7 @@ from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_twins import PostgrestTwinStore
 from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
 from shared.adapters.supabase_storage import SupabasePhotoStore
 from shared.domain.caller import Caller
@@ -51,6 +52,7 @@ from shared.services.intake import normalise_all
 from shared.services.start import start_training
 from shared.services.status import get_status
 from shared.services.sweep import sweep_all
+from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos
 from tests.crash import Boundaries, Crash
 from tests.fakes import RecordingNotifier
@@ -245,7 +247,8 @@ class Components:
             deadline=deadline,
         )
         trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
-        deps = Deps(self.settings, jobs, photos, trainer, make_notifier=RecordingNotifier)
+        twins: Any = PostgrestTwinStore(lambda: self.rest, deadline)
+        deps = Deps(self.settings, jobs, twins, photos, trainer, make_notifier=RecordingNotifier)
         return invocation.deps(deps) if invocation is not None else deps
 
 
@@ -374,7 +377,9 @@ def _upload(
             attempts[n] += 1
             deps = parts.deps()
             try:
-                job = create_job_with_photos(caller, f"Chaos {n}", {}, jpegs, deps)
+                job = create_job_with_photos(
+                    caller, VersionPlan(f"Chaos {n}", {}, None), jpegs, deps
+                )
             except AppError:
                 continue
             observer.watch(job.id)
