@@ -65,17 +65,18 @@ class PostgrestJobStore(PostgrestTable):
                 _twin_changed,
             )
         except (APIError, UpstreamError) as exc:
+            # A duplicate key (an earlier attempt landed) or no answer at all: the row may be
+            # ours. Only once it is not does a full twin mean the twin is busy.
+            if "id" not in row or (isinstance(exc, APIError) and exc.code != "23505"):
+                raise
+            if (existing := self.get(UUID(str(row["id"])))) is not None:
+                return existing
             if isinstance(exc, APIError) and IN_FLIGHT_INDEX in (exc.message or ""):
                 raise AppError(
                     ErrorCode.TWIN_BUSY,
                     "This twin already has a version on its way; wait for it to finish (or "
                     "cancel it) before training another.",
                 ) from exc
-            # A duplicate key (an earlier attempt landed) or no answer at all: the row may be ours.
-            if "id" not in row or (isinstance(exc, APIError) and exc.code != "23505"):
-                raise
-            if (existing := self.get(UUID(str(row["id"])))) is not None:
-                return existing
             raise
         return Job.model_validate(res.data[0])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,12 +16,13 @@ from psycopg import errors
 
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
-from devstack.schema import BOOTSTRAP_SQL, create_user, migration_files
+from devstack.schema import BOOTSTRAP_SQL, create_user
 from devstack.tokens import anon_key, service_role_key, user_access_token
 
 pytestmark = pytest.mark.stack
 
 TWINS_MIGRATION = "20261203010000_twins.sql"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
 
 
 def new_twin(db: psycopg.Connection, user: str, name: str = "Ember") -> str:
@@ -284,15 +286,15 @@ def test_nobody_else_reads_them_and_only_the_backend_writes(scene: dict[str, Any
 # --- the migration on a database that has jobs --------------------------------------------------
 
 
-def test_the_migration_gives_every_earlier_job_a_twin(pg: LocalPostgres):
-    name = f"before_twins_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    dsn = pg.dsn(database=name)
+def test_the_migration_gives_every_earlier_job_a_twin(tmp_path: Path):
+    # A Postgres of its own, migrated to just before twins, with jobs of every kind in it.
+    server = LocalPostgres(tmp_path / "pg")
+    server.start()
     try:
-        with psycopg.connect(dsn, autocommit=True) as db:
+        with psycopg.connect(server.dsn(), autocommit=True) as db:
             db.execute(BOOTSTRAP_SQL.read_bytes())
-            earlier = [p for p in migration_files() if p.name < TWINS_MIGRATION]
+            files = sorted(MIGRATIONS.glob("*.sql"))
+            earlier = [p for p in files if p.name < TWINS_MIGRATION]
             for path in earlier:
                 db.execute(path.read_bytes())
             user = create_user_like(db)
@@ -312,7 +314,7 @@ def test_the_migration_gives_every_earlier_job_a_twin(pg: LocalPostgres):
                 " where id = %s",
                 [jobs["deleted"]],
             )
-            db.execute((migration_files()[len(earlier)]).read_bytes())
+            db.execute(files[len(earlier)].read_bytes())
             for status, job in jobs.items():
                 row = db.execute(
                     "select t.name, t.active_job_id::text, j.version, t.next_version,"
@@ -323,5 +325,4 @@ def test_the_migration_gives_every_earlier_job_a_twin(pg: LocalPostgres):
                 active = job if status == "completed" else None
                 assert row == (f"Job {status}", active, 1, 2, status == "deleted"), status
     finally:
-        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
-            admin.execute(f"drop database {name} with (force)")
+        server.stop()
