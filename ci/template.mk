@@ -1,5 +1,5 @@
 # Template checks (DESIGN §9): cfn-lint, `sam validate --lint`, `sam build`, then an import test of
-# the built artifacts. Meant to be included by the root Makefile (`include ci/template.mk`); also
+# the built artifacts and the version-publishing test (tests/template/). Meant to be included by the root Makefile (`include ci/template.mk`); also
 # runs alone: `make -f ci/template.mk template-check`. Variables are prefixed TEMPLATE_ so they do
 # not collide with the including Makefile's. Everything is offline apart from the package index:
 # no Docker, no AWS credentials (sam validate only needs a region name).
@@ -54,8 +54,11 @@ $(TEMPLATE_SAM_STAMP):
 template-py312:
 	@test -x "$(TEMPLATE_PY312_BIN)/python3.12" || { \
 	  echo "template: no Python 3.12 at $(TEMPLATE_PY312_BIN)/python3.12." >&2; \
-	  echo "  sam build needs Lambda's runtime interpreter first on PATH (pyenv install 3.12.1," >&2; \
-	  echo "  or TEMPLATE_PY312_BIN=/dir/containing/python3.12)." >&2; exit 1; }
+	  echo "  sam build (and every deploy target) builds the layer with Lambda's runtime, python3.12," >&2; \
+	  echo "  which must be a real interpreter first on PATH (a pyenv shim does not count). Get one:" >&2; \
+	  echo "    pyenv install 3.12.1                          (the default place: \$$(pyenv root)/versions/3.12.1/bin)" >&2; \
+	  echo "  or point at any CPython 3.12 you have:" >&2; \
+	  echo "    make $(MAKECMDGOALS) TEMPLATE_PY312_BIN=/dir/containing/python3.12" >&2; exit 1; }
 
 template-build: $(TEMPLATE_SAM_STAMP) template-py312
 	@$(TEMPLATE_SAM_BUILD)
@@ -82,10 +85,11 @@ template-check: $(TEMPLATE_SAM_STAMP) template-py312
 	    LAYER_ARCH="$(TEMPLATE_HOST_ARCH)" LAYER_PYTHON="$(abspath $(TEMPLATE_PY312_BIN))/python3.12"; \
 	  echo "--- template: twin built in $$(( $$($(TEMPLATE_NOW)) - t0 )) s"; \
 	fi
-	@set -e; t0=$$($(TEMPLATE_NOW)); echo "--- template: import test of the built artifacts"; \
+	@set -e; t0=$$($(TEMPLATE_NOW)); echo "--- template: import test of the built artifacts, version publishing"; \
 	TEMPLATE_LAMBDA_PYTHON="$(abspath $(TEMPLATE_PY312_BIN))/python3.12" \
+	TEMPLATE_SAM_VENV="$(abspath $(TEMPLATE_SAM_VENV))" \
 	  "$(TEMPLATE_TEST_PYTHON)" -m pytest --noconftest -q tests/template; \
-	echo "--- template: import test took $$(( $$($(TEMPLATE_NOW)) - t0 )) s"
+	echo "--- template: import and version-publishing tests took $$(( $$($(TEMPLATE_NOW)) - t0 )) s"
 	@echo "--- template: unzipped sizes (Lambda's limit: 250 MB per function including its layers)"
 	@du -sh "$(TEMPLATE_BUILD_DIR)"/*/
 

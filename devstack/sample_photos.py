@@ -41,16 +41,38 @@ def make_photo(
     gps: bool = False,
     quality: int = 90,
     mode: str = "RGB",
+    progressive: bool = False,
 ) -> bytes:
     """Encode a sample picture of `width`x`height` stored pixels.
 
     `exif_orientation` (1-8) and `gps` add EXIF tags (JPEG, PNG, WEBP, HEIF, AVIF). `mode` is the
     stored pixel mode: RGB, RGBA (transparent corners), L, LA, P, 1, CMYK (JPEG/TIFF) or I;16
-    (16-bit greyscale PNG).
+    (16-bit greyscale PNG). `progressive` writes a progressive JPEG (libjpeg's 10-scan script).
     """
     return _encode(
-        _picture(width, height, seed, _PHOTO_NOISE), fmt, mode, quality, exif_orientation, gps
+        _picture(width, height, seed, _PHOTO_NOISE),
+        fmt,
+        mode,
+        quality,
+        exif_orientation,
+        gps,
+        progressive=progressive,
     )
+
+
+def add_empty_scans(jpeg: bytes, count: int) -> bytes:
+    """`jpeg` (a colour JPEG as Pillow writes it: components 1-3) with `count` empty scans added
+    before its end marker.
+
+    Each is a DC refinement scan of all three components carrying no data: decoders accept it
+    (libjpeg warns, reads zero bits and changes nothing), yet it costs a pass over every block of
+    the image. Hostile files repeat it by the thousand; decode-cost tests and bench.decode use it.
+    """
+    if not jpeg.endswith(b"\xff\xd9"):
+        raise ValueError("expected a JPEG ending in its EOI marker")
+    # SOS, length 12, 3 components (ids 1-3, tables 0/0), Ss=0, Se=0, Ah=1, Al=0.
+    scan = b"\xff\xda\x00\x0c\x03\x01\x00\x02\x00\x03\x00\x00\x00\x10"
+    return jpeg[:-2] + scan * count + b"\xff\xd9"
 
 
 def make_large_photo(target_bytes: int, *, seed: int = 0, fmt: str = "JPEG") -> bytes:
@@ -193,6 +215,7 @@ def _encode(
     gps: bool,
     *,
     fast: bool = False,
+    progressive: bool = False,
 ) -> bytes:
     fmt = fmt.upper()
     fmt = "HEIF" if fmt == "HEIC" else "JPEG" if fmt == "JPG" else fmt
@@ -211,6 +234,10 @@ def _encode(
         options["exif"] = exif.tobytes()
     if fmt in ("JPEG", "WEBP", "HEIF", "AVIF"):
         options["quality"] = quality
+    if progressive:
+        if fmt != "JPEG":
+            raise ValueError("only JPEG samples can be progressive")
+        options["progressive"] = True
     if fast and fmt == "HEIF":
         # x265's default preset needs over a minute for an 8 MB noise picture; ultrafast, seconds.
         options["enc_params"] = {"preset": "ultrafast"}

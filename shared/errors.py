@@ -106,6 +106,8 @@ class ErrorCode(enum.Enum):
     PHOTO_TOO_SMALL = "photo_too_small", 422, "Use a photo whose short side is large enough."
     PHOTO_TOO_NARROW = "photo_too_narrow", 422, "Use a photo that is not so long and thin."
     PHOTO_TOO_MANY_PIXELS = "photo_too_many_pixels", 422, "Export the photo at a lower resolution."
+    PHOTO_TOO_COMPLEX = "photo_too_complex", 422, "Export the photo again from a photo app."
+    PHOTO_TOO_SLOW = "photo_too_slow", 422, "Export the photo again, smaller, as a JPEG."
     # 500: our fault; nothing the caller can change.
     MISCONFIGURED = (
         "misconfigured",

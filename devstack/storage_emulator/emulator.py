@@ -61,6 +61,10 @@ from devstack.storage_emulator.wire import (
 
 log = logging.getLogger(__name__)
 
+# Signed-URL token scopes (the real server's SIGNED_URL_SCOPE_DOWNLOAD / _UPLOAD).
+DOWNLOAD = "download"
+UPLOAD = "upload"
+
 
 class StorageEmulator:
     """The Storage API (routes without the `/storage/v1` prefix) over Postgres and a directory.
@@ -911,9 +915,13 @@ class StorageEmulator:
 
     # ------------------------------------------------------------------ signed URLs
 
-    def _sign_token(self, claims: dict[str, Any], expires_in: int) -> str:
+    def _sign_token(self, claims: dict[str, Any], expires_in: int, *, scope: str) -> str:
         now = int(self.clock())
-        return jwt.encode({**claims, "iat": now, "exp": now + expires_in}, self.jwt_secret, "HS256")
+        return jwt.encode(
+            {**claims, "scope": scope, "iat": now, "exp": now + expires_in},
+            self.jwt_secret,
+            "HS256",
+        )
 
     @staticmethod
     def _expires_in(body: Mapping[str, Any]) -> int:
@@ -934,7 +942,7 @@ class StorageEmulator:
         body = self._read_json(req)
         expires_in = self._expires_in(body)
         self._find_object(who, bucket_id, name)  # RLS: you can only sign what you can read
-        token = self._sign_token({"url": f"{bucket_id}/{name}"}, expires_in)
+        token = self._sign_token({"url": f"{bucket_id}/{name}"}, expires_in, scope=DOWNLOAD)
         return StorageResponse.json(
             200, {"signedURL": self._signed_path("sign", bucket_id, name, token)}
         )
@@ -955,7 +963,7 @@ class StorageEmulator:
         result = []
         for path in paths:
             if path in found:
-                token = self._sign_token({"url": f"{bucket_id}/{path}"}, expires_in)
+                token = self._sign_token({"url": f"{bucket_id}/{path}"}, expires_in, scope=DOWNLOAD)
                 result.append(
                     {
                         "error": None,
@@ -973,7 +981,12 @@ class StorageEmulator:
                 )
         return StorageResponse.json(200, result)
 
-    def _verify_url_token(self, req: StorageRequest, bucket_id: str, name: str) -> dict[str, Any]:
+    def _verify_url_token(
+        self, req: StorageRequest, bucket_id: str, name: str, scope: str
+    ) -> dict[str, Any]:
+        """The signed URL's token, checked like the real server's verifyObjectSignature: a download
+        token never authorises an upload, nor the reverse. Tokens from before scopes existed
+        count as upload tokens when they carry `upsert` (only upload signing writes it)."""
         token = req.query.get("token")
         if not token:
             raise bad_request("querystring must have required property 'token'")
@@ -981,12 +994,15 @@ class StorageEmulator:
             payload = self.verify_token(token)
         except ValueError as exc:
             raise invalid_jwt(str(exc)) from None
+        token_scope = payload.get("scope") or (UPLOAD if "upsert" in payload else DOWNLOAD)
+        if token_scope != scope:
+            raise StorageError(400, "InvalidSignature", f"Token is not scoped for {scope}")
         if payload.get("url") != f"{bucket_id}/{name}":
             raise StorageError(400, "InvalidSignature", "The url do not match the signature")
         return payload
 
     def _signed_download(self, req: StorageRequest, bucket_id: str, name: str) -> StorageResponse:
-        self._verify_url_token(req, bucket_id, name)
+        self._verify_url_token(req, bucket_id, name, DOWNLOAD)
         row = self._find_object(SERVICE_ROLE, bucket_id, name)
         return self._render_object(req, row, download=req.query.get("download"))
 
@@ -1011,14 +1027,16 @@ class StorageEmulator:
         claims: dict[str, Any] = {"url": f"{bucket_id}/{name}", "upsert": upsert}
         if who.sub:
             claims["owner"] = who.sub
-        token = self._sign_token(claims, self.upload_url_ttl_seconds)
+        token = self._sign_token(claims, self.upload_url_ttl_seconds, scope=UPLOAD)
         return StorageResponse.json(
             200, {"url": self._signed_path("upload/sign", bucket_id, name, token)}
         )
 
     def _signed_upload(self, req: StorageRequest, bucket_id: str, name: str) -> StorageResponse:
-        payload = self._verify_url_token(req, bucket_id, name)
+        payload = self._verify_url_token(req, bucket_id, name, UPLOAD)
         owner = payload.get("owner")
+        # As the real server: the token is the authorisation, and the object is written as the
+        # server's superuser (no user policy applies); owner and upsert come from the token.
         result = self._upload(
             req,
             SERVICE_ROLE,

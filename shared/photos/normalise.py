@@ -8,6 +8,14 @@ snake_case code and a sentence the person can act on.
 Memory: one photo at a time; at most the source bytes, one decoded image (plus the transient copy
 an operation makes) and the output JPEG are alive together. Pixel counts are checked from the
 header, before any pixel is decoded, so a small file cannot make us allocate a huge canvas.
+
+Time: a small file must not cost a long decode either (issue 14). Before decoding, the structure
+whose cost grows without the pixels growing is counted from the bytes: a JPEG's scans (each one a
+pass over every block), its marker segments and header padding (Pillow parses those in Python),
+a PNG's chunks and colour profiles. While decoding, every read the decoder makes checks the
+`max_decode_seconds` budget; JPEG and PNG decode as they read, so a slow one stops there. WebP and
+HEIC decode in one native call that cannot be stopped: their cost follows the header's pixel count,
+which is capped first (bench/decode.py measures the worst accepted photo of each format).
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
+from time import monotonic
 from typing import IO, TYPE_CHECKING, BinaryIO, Final
 
 from PIL import (
@@ -39,6 +49,7 @@ _ACCEPTED_HUMAN: Final = f"a {_FORMATS_HUMAN} photo"
 _SNIFF_BYTES: Final = 1024
 _FINGERPRINT_SIDE: Final = 32
 _WHITE: Final = (255, 255, 255)
+_REDUCING_GAP: Final = 1.5  # Pillow's two-step resize: box-reduce while 1.5x the target remains
 
 # HEIF brands pillow_heif's opener accepts (ISO/IEC 23008-12 still images and sequences).
 _HEIF_BRANDS: Final = frozenset(
@@ -46,6 +57,26 @@ _HEIF_BRANDS: Final = frozenset(
 )
 _AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
 _BMP_DIB_SIZES: Final = frozenset({12, 40, 52, 56, 64, 108, 124})
+
+# Decode-cost caps, far above what cameras and editors write. libjpeg's progressive script has 10
+# scans for colour (6 grey, 18 CMYK), baseline has 1-4; each scan is a pass over every block of the
+# image. Real photos have tens of segments (64 kB APP chunks of a 15 MB file stay under 250).
+# libpng writes 8 kB IDAT chunks: 1,920 for 15 MB. The PNG spec allows one iCCP, and Pillow
+# inflates every one it finds (up to 1 MB each).
+_JPEG_MAX_SCANS: Final = 32
+_JPEG_MAX_SEGMENTS: Final = 1000
+_JPEG_MAX_HEADER_PADDING: Final = 1024  # fill or junk bytes, which Pillow reads one at a time
+_PNG_MAX_CHUNKS: Final = 10_000
+# The next JPEG marker: 0xFF then a code that is not a stuffed 0x00, a restart (D0-D7) or fill.
+_JPEG_MARKER: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Markers without a length field: TEM, SOI, EOI (restarts never match _JPEG_MARKER).
+_JPEG_STANDALONE: Final = frozenset({0x01, 0xD8, 0xD9})
+# PNG and WebP decode every pixel at full size (JPEG decodes at the scale it is shown; HEIC's
+# decoder is lean), so at the same pixel count they take about twice the time and, for WebP, four
+# times the memory (bench/decode.py): they get half of `max_pixels`. Phones write JPEG or HEIC at
+# 48-50 MP; PNG or WebP photos that large are exports, which can be made as JPEG.
+_FULL_SIZE_DECODES: Final = frozenset({"PNG", "WEBP"})
+_EXPORT_AGAIN: Final = "save or export it again as a standard JPEG and upload the new copy."
 
 # EXIF orientation -> the transpose that makes the pixels upright (EXIF 2.3 tag 0x0112; the same
 # table ImageOps.exif_transpose uses). Applied by us after downscaling, so the transpose copies
@@ -102,7 +133,11 @@ def normalise_photo(
     if header_size is not None:
         # PNG/WebP dimensions are at fixed offsets: refuse before Pillow allocates anything
         # (its WebP decoder allocates the canvas while opening).
-        _check_pixels(header_size, limits, label)
+        _check_pixels(header_size, fmt, limits, label)
+    if fmt == "JPEG":
+        _check_jpeg_structure(raw, label)
+    elif fmt == "PNG":
+        _check_png_structure(raw, label)
 
     img = _open(raw, fmt, limits, label)
     try:
@@ -127,7 +162,7 @@ def _normalise_open_image(
         )
 
     stored_w, stored_h = img.size
-    _check_pixels((stored_w, stored_h), limits, label)
+    _check_pixels((stored_w, stored_h), fmt, limits, label)
     # The short side does not change with rotation, so this check is exact before decoding;
     # the orientation only makes the message show the photo as the person sees it.
     shown_w, shown_h = _oriented((stored_w, stored_h), _orientation_before_load(img))
@@ -158,7 +193,7 @@ def _normalise_open_image(
             # `target`: a 48 MP photo costs a 12 MP (or smaller) decode instead.
             img.draft(img.mode, target)
         img.load()
-    except MemoryError:
+    except (MemoryError, PhotoRejected):  # PhotoRejected: the decode budget ran out
         raise
     except Exception:  # decoders raise many types on hostile input; all mean "damaged" here
         raise _corrupt(label) from None
@@ -298,16 +333,104 @@ def _header_size(fmt: str, raw: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _check_pixels(size: tuple[int, int], limits: PhotoLimits, label: str) -> None:
+def _check_jpeg_structure(raw: bytes, label: str) -> None:
+    """Count the primary image's scans, segments and header padding, stopping at a cap.
+
+    Segments are skipped by their length and entropy-coded data by a regex search, so this costs
+    at most a few thousand steps whatever the file holds. A structure that does not parse is left
+    to the decoder, which refuses it as damaged.
+    """
+    pos, scans, segments, padding = 2, 0, 0, 0  # after SOI
+    while (found := _JPEG_MARKER.search(raw, pos)) is not None:
+        if scans == 0:  # before the first scan, Pillow walks the gap byte by byte
+            padding += found.start() - pos
+            if padding > _JPEG_MAX_HEADER_PADDING:
+                raise _too_complex(
+                    label,
+                    f"a JPEG with more than {_JPEG_MAX_HEADER_PADDING:,} bytes of padding "
+                    "between its header segments",
+                )
+        marker, pos = raw[found.start() + 1], found.start() + 2
+        if marker == 0xD9:  # EOI: the end of the primary image (MPF frames may follow)
+            return
+        segments += 1
+        if segments > _JPEG_MAX_SEGMENTS:
+            raise _too_complex(label, f"a JPEG with more than {_JPEG_MAX_SEGMENTS:,} segments")
+        if marker == 0xDA:
+            scans += 1
+            if scans > _JPEG_MAX_SCANS:
+                raise _too_complex(
+                    label,
+                    f"a JPEG with more than {_JPEG_MAX_SCANS} scans (photos from cameras and "
+                    "apps have at most about 10)",
+                )
+        if marker not in _JPEG_STANDALONE:
+            length = int.from_bytes(raw[pos : pos + 2], "big")
+            if length < 2:
+                return
+            pos += length
+
+
+def _check_png_structure(raw: bytes, label: str) -> None:
+    """Count the chunks (Pillow handles each in Python) and the colour profiles, up to IEND."""
+    pos, chunks, profiles = 8, 0, 0  # after the signature
+    while pos + 8 <= len(raw):
+        kind = raw[pos + 4 : pos + 8]
+        chunks += 1
+        if chunks > _PNG_MAX_CHUNKS:
+            raise _too_complex(label, f"a PNG made of more than {_PNG_MAX_CHUNKS:,} chunks")
+        if kind == b"iCCP":
+            profiles += 1
+            if profiles > 1:
+                raise _too_complex(label, "a PNG with more than one colour profile (iCCP chunk)")
+        if kind == b"IEND":
+            return
+        pos += 12 + int.from_bytes(raw[pos : pos + 4], "big")  # length, type, data, CRC
+
+
+def _check_pixels(size: tuple[int, int], fmt: str, limits: PhotoLimits, label: str) -> None:
     width, height = size
-    if width * height > limits.max_pixels:
+    cap = limits.max_pixels
+    allowed = f"each photo can have at most {cap:,} pixels"
+    if fmt in _FULL_SIZE_DECODES:
+        cap //= 2
+        allowed = (
+            f"each PNG or WebP photo can have at most {cap:,} pixels "
+            f"(a JPEG or HEIC {limits.max_pixels:,})"
+        )
+    if width * height > cap:
         raise PhotoRejected(
             "photo_too_many_pixels",
             422,
-            f"{label} is {width}x{height} px ({width * height:,} pixels); each photo can have at "
-            f"most {limits.max_pixels:,} pixels. Resize it and upload it again.",
+            f"{label} is {width}x{height} px ({width * height:,} pixels); {allowed}. "
+            "Resize it and upload it again.",
             label=label,
         )
+
+
+class _BudgetedSource(io.BytesIO):
+    """The photo's bytes as Pillow reads them, refusing any read past the decode budget.
+
+    Pillow's JPEG and PNG decoders are fed by these reads (64 kB at a time), so a decode that
+    runs long stops at its next read instead of running into the function's timeout.
+    """
+
+    def __init__(self, raw: bytes, seconds: float, label: str) -> None:
+        super().__init__(raw)
+        self._deadline = monotonic() + seconds
+        self._seconds = seconds
+        self._label = label
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if monotonic() > self._deadline:
+            raise PhotoRejected(
+                "photo_too_slow",
+                422,
+                f"{self._label} takes too long to decode (we stop after {self._seconds:g} s); "
+                + _EXPORT_AGAIN,
+                label=self._label,
+            )
+        return super().read(size)
 
 
 def _open(raw: bytes, fmt: str, limits: PhotoLimits, label: str) -> ImageFile.ImageFile:
@@ -317,7 +440,10 @@ def _open(raw: bytes, fmt: str, limits: PhotoLimits, label: str) -> ImageFile.Im
             # Pillow warns (then errors at twice the ceiling) about decompression bombs; both
             # become our own rejection instead of a log line or a 500.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(raw), formats=[fmt])
+            source = _BudgetedSource(raw, limits.max_decode_seconds, label)
+            return Image.open(source, formats=[fmt])
+    except PhotoRejected:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoRejected(
             "photo_too_many_pixels",
@@ -389,7 +515,10 @@ def _to_rgb(img: Image.Image, target: tuple[int, int], icc: bytes | None) -> Ima
         img = _replaced(wide, wide.point(lambda v: v * (1 / 256)).convert("L"))
 
     if img.size != target:
-        img = _replaced(img, img.resize(target, Image.Resampling.LANCZOS))
+        # At 3x the target or more, box-reduce by an integer factor first (as JPEG's draft decode
+        # does): a third of the time for a 48 MP HEIC, under 0.4 levels of difference on average.
+        resized = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+        img = _replaced(img, resized)
 
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = _replaced(img, img.convert("RGBA"))
@@ -437,6 +566,15 @@ def _srgb_profile() -> ImageCms.ImageCmsProfile:
 def _fingerprint(img: Image.Image) -> str:
     thumb = img.resize((_FINGERPRINT_SIDE, _FINGERPRINT_SIDE), Image.Resampling.BOX).convert("L")
     return hashlib.sha256(thumb.tobytes()).hexdigest()
+
+
+def _too_complex(label: str, description: str) -> PhotoRejected:
+    return PhotoRejected(
+        "photo_too_complex",
+        422,
+        f"{label} is {description}, which would take too long to decode; {_EXPORT_AGAIN}",
+        label=label,
+    )
 
 
 def _corrupt(label: str) -> PhotoRejected:

@@ -29,17 +29,24 @@ class PhotoLimits:
     Pillow's own decompression-bomb ceiling (`Image.MAX_IMAGE_PIXELS`, warning above it, error
     above twice it) still applies on top and is reported as `photo_too_many_pixels` too, so a
     `max_pixels` above Pillow's ceiling has no effect past it.
+
+    `max_decode_seconds` is the wall-clock budget for parsing and decoding one photo, checked at
+    every read the decoder makes (JPEG and PNG decode as they read); six photos at the budget
+    still fit the upload function's 29 s timeout.
     """
 
     min_short_side: int = 512
     max_long_side: int = 2048
     max_pixels: int = 50_000_000
     max_bytes: int = 15 * 1024 * 1024
+    max_decode_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("min_short_side", "max_long_side", "max_pixels", "max_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PhotoLimits.{name} must be at least 1")
+        if not self.max_decode_seconds > 0:
+            raise ValueError("PhotoLimits.max_decode_seconds must be above 0")
         if self.min_short_side > self.max_long_side:
             raise ValueError("PhotoLimits.min_short_side cannot exceed max_long_side")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -39,3 +40,23 @@ def record_training_finished(job: Job) -> None:
         _add("TrainingSeconds", MetricUnit.Seconds, job.predict_time_seconds)
     if job.cost_usd is not None:
         _add("TrainingCostUSD", MetricUnit.NoUnit, job.cost_usd)
+
+
+def record_sweep(report: Mapping[str, object]) -> None:
+    """The sweep's own health, for its alarms (template.yaml): one `SweepRuns` per run, and the
+    `SweepErrors` and `SweepSkipped` of all its tasks. A task that failed outright counts as one
+    error, a task not begun before the deadline as one skip."""
+    errors = skipped = 0
+    for task in report.values():
+        if not isinstance(task, Mapping):
+            continue
+        if task.get("error") is True:
+            errors += 1
+        elif task.get("skipped") == "deadline":
+            skipped += 1
+        else:
+            errors += int(task.get("errors", 0))
+            skipped += int(task.get("skipped", 0))
+    _add("SweepRuns", MetricUnit.Count, 1)
+    _add("SweepErrors", MetricUnit.Count, errors)
+    _add("SweepSkipped", MetricUnit.Count, skipped)

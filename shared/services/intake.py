@@ -34,6 +34,7 @@ def photo_limits(settings: Settings) -> PhotoLimits:
         max_long_side=settings.photo_max_long_side,
         max_pixels=settings.photo_max_pixels,
         max_bytes=settings.photo_max_bytes,
+        max_decode_seconds=settings.photo_decode_seconds,
     )
 
 

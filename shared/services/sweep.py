@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 
 from shared.domain.job import Job, JobStatus
 from shared.plumbing.deadline import Deadline
+from shared.plumbing.observability import record_sweep
 from shared.services.common import TaskReport, for_each_job, tally
 from shared.services.deps import Deps
 from shared.services.notices import send_pending_notices
@@ -90,4 +91,5 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
         except Exception:
             logger.exception("sweep task failed", extra={"task": name})
             report[name] = {"error": True}
+    record_sweep(report)
     return report

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image
 
-from devstack.sample_photos import make_photo
+from devstack.sample_photos import add_empty_scans, make_photo
 from tests.corpus.upload_paths import Photo
 
 MiB = 1024 * 1024
@@ -53,20 +53,28 @@ def truncated(data: bytes) -> bytes:
     return data[: len(data) * 2 // 3]
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's chunks as (type, data), in file order."""
+    pos, chunks = 8, []
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims `width`x`height` (a decompression bomb's calling card)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -114,6 +122,55 @@ def jpeg_with_huge_exif() -> bytes:
     return encode(img, "JPEG", exif=exif.tobytes(), quality=90)
 
 
+# Valid images whose decode costs far more than their size (issue 14): each one is accepted by a
+# decoder, and refused by us before decoding.
+
+
+def jpeg_with_empty_scans(count: int) -> bytes:
+    """A progressive JPEG with `count` extra scans that carry no data (a pass over every block
+    each: seconds of decoding per few hundred kB)."""
+    return add_empty_scans(make_photo(600, 600, seed=80, progressive=True), count)
+
+
+def jpeg_with_empty_segments(count: int) -> bytes:
+    """`count` empty comment segments before the header (Pillow parses each in Python)."""
+    data = make_photo(600, 600, seed=81)
+    return data[:2] + b"\xff\xfe\x00\x02" * count + data[2:]
+
+
+def jpeg_with_header_padding(count: int, pad: bytes = b"\xff") -> bytes:
+    """`count` fill (0xFF) or junk bytes between two header segments (Pillow reads each alone)."""
+    data = make_photo(600, 600, seed=82)
+    app0_end = 4 + int.from_bytes(data[4:6], "big")
+    return data[:app0_end] + pad * count + data[app0_end:]
+
+
+def png_in_chunks_of(size: int) -> bytes:
+    """A PNG whose pixel data is split into `size`-byte IDAT chunks."""
+    data = make_photo(600, 600, seed=83, fmt="PNG")
+    chunks = png_chunks(data)
+    pixels = b"".join(body for kind, body in chunks if kind == b"IDAT")
+    return (
+        data[:8]
+        + b"".join(png_chunk(kind, body) for kind, body in chunks if kind not in (b"IDAT", b"IEND"))
+        + b"".join(png_chunk(b"IDAT", pixels[i : i + size]) for i in range(0, len(pixels), size))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_with_colour_profiles(count: int) -> bytes:
+    """`count` iCCP chunks of 1 kB, each inflating to the 1 MB Pillow allows a profile."""
+    data = make_photo(600, 600, seed=84, fmt="PNG")
+    (header_kind, header), *rest = png_chunks(data)
+    profile = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(1024 * 1024 - 1), 9))
+    return (
+        data[:8]
+        + png_chunk(header_kind, header)
+        + profile * count
+        + b"".join(png_chunk(kind, body) for kind, body in rest)
+    )
+
+
 def ico() -> bytes:
     return encode(Image.new("RGB", (64, 64), (200, 40, 40)), "ICO")
 
@@ -142,6 +199,10 @@ def _unsupported(filename: str, data: Callable[[], bytes]) -> Refused:
 
 def _corrupt(filename: str, data: Callable[[], bytes]) -> Refused:
     return Refused(one_bad(filename, data), 422, "corrupt_image")
+
+
+def _too_complex(filename: str, data: Callable[[], bytes]) -> Refused:
+    return Refused(one_bad(filename, data), 422, "photo_too_complex")
 
 
 REFUSED: dict[str, Refused] = {
@@ -212,6 +273,20 @@ REFUSED: dict[str, Refused] = {
         one_bad("moving.webp", lambda: animated("WEBP")), 422, "animated_image"
     ),
     "animated_png": Refused(one_bad("moving.png", lambda: animated("PNG")), 422, "animated_image"),
+    # cheap to send, costly to decode
+    "progressive_jpeg_with_5000_empty_scans": _too_complex(
+        "scans.jpg", lambda: jpeg_with_empty_scans(5000)
+    ),
+    "jpeg_with_100000_empty_segments": _too_complex(
+        "segments.jpg", lambda: jpeg_with_empty_segments(100_000)
+    ),
+    "jpeg_with_100_kb_of_header_padding": _too_complex(
+        "padded.jpg", lambda: jpeg_with_header_padding(100_000)
+    ),
+    "png_in_10_byte_chunks": _too_complex("chunks.png", lambda: png_in_chunks_of(10)),
+    "png_with_1000_colour_profiles": _too_complex(
+        "profiles.png", lambda: png_with_colour_profiles(1000)
+    ),
     # a bad set
     "the_same_photo_twice": Refused(
         lambda: with_good(Photo("again.jpg", good(1))), 422, "duplicate_photo"

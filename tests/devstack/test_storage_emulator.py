@@ -1,7 +1,10 @@
 """The Supabase gateway and Storage emulator, driven by the real clients (storage3, supabase-py).
 
 Each test checks a behaviour recorded from the real Storage API (reference/supabase.md 1.6, 4)
-or the gateway's contract; storage RLS comes from the project's own migration.
+or the gateway's contract. Storage RLS comes from the project's own migrations, under which a user
+only reads `training-photos`; what a user may do where a policy lets them write is checked in
+`user_bucket`, which grants what the training bucket granted before issue 14 (select, insert and
+delete in their own folder, no update).
 """
 
 from __future__ import annotations
@@ -66,6 +69,33 @@ def bob(make_storage_user: UserFactory) -> StorageUser:
 
 
 @pytest.fixture
+def user_bucket(service: StorageUser, pg: LocalPostgres) -> Iterator[str]:
+    """Images only; a signed-in user may read, upload and delete in their own top folder."""
+    import psycopg
+
+    name = f"users-{uuid.uuid4().hex[:8]}"
+    service.storage.create_bucket(
+        name, options={"public": False, "allowed_mime_types": ["image/*"]}
+    )
+    own_folder = (
+        f"bucket_id = '{name}' and (storage.foldername(name))[1] = (select auth.uid())::text"
+    )
+    policies = {"select": "using", "insert": "with check", "delete": "using"}
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for command, clause in policies.items():
+            conn.execute(
+                f'create policy "{name} {command}" on storage.objects for {command}'
+                f" to authenticated {clause} ({own_folder})"
+            )
+    yield name
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for command in policies:
+            conn.execute(f'drop policy "{name} {command}" on storage.objects')
+    service.storage.empty_bucket(name)
+    service.storage.delete_bucket(name)
+
+
+@pytest.fixture
 def scratch_bucket(service: StorageUser) -> Iterator[str]:
     """A throwaway bucket with a 1 kB limit and image/* only, emptied and deleted afterwards."""
     name = f"scratch-{uuid.uuid4().hex[:8]}"
@@ -80,21 +110,21 @@ def scratch_bucket(service: StorageUser) -> Iterator[str]:
 # --------------------------------------------------------------------------- objects
 
 
-def test_upload_download_info_and_list_as_owner(alice: StorageUser) -> None:
-    files = alice.storage.from_(BUCKET)
+def test_upload_download_info_and_list_as_owner(alice: StorageUser, user_bucket: str) -> None:
+    files = alice.storage.from_(user_bucket)
     data = photo(2000)
     path = f"{alice.id}/job1/a.jpg"
 
     result = files.upload(path, data, JPEG)
 
-    assert result.full_path == f"{BUCKET}/{path}"
+    assert result.full_path == f"{user_bucket}/{path}"
     assert result.path == path
     assert files.download(path) == data
     info = files.info(path)
     assert info["size"] == len(data)
     assert info["content_type"] == "image/jpeg"
     assert info["cache_control"] == "max-age=3600"
-    assert info["etag"].startswith('"') and info["bucket_id"] == BUCKET
+    assert info["etag"].startswith('"') and info["bucket_id"] == user_bucket
     assert files.exists(path) is True
     assert files.exists(f"{alice.id}/job1/missing.jpg") is False
 
@@ -135,21 +165,21 @@ def test_list_options_limit_offset_sort_and_search(service: StorageUser) -> None
     assert [e["name"] for e in files.list(folder, {"search": "b"})] == ["b.png"]
 
 
-def test_default_upload_content_type_is_rejected_by_the_bucket(alice: StorageUser) -> None:
+def test_default_upload_content_type_is_rejected_by_the_bucket(service: StorageUser) -> None:
     # storage3 sends text/plain;charset=UTF-8 unless told otherwise; the bucket allows images.
     with pytest.raises(StorageApiError) as caught:
-        alice.storage.from_(BUCKET).upload(f"{alice.id}/j/a.jpg", photo())
+        service.storage.from_(BUCKET).upload(f"mime-{uuid.uuid4().hex[:8]}/a.jpg", photo())
     err = caught.value
     assert (err.status, err.code) == ("415", "invalid_mime_type")
     assert err.message == "mime type text/plain is not supported"
 
 
 def test_errors_are_http_400_with_the_code_in_the_body(
-    gateway: SupabaseGateway, alice: StorageUser
+    gateway: SupabaseGateway, service: StorageUser
 ) -> None:
     response = httpx.post(
-        f"{gateway.url}/storage/v1/object/{BUCKET}/{alice.id}/j/a.txt",
-        headers=alice.headers,
+        f"{gateway.url}/storage/v1/object/{BUCKET}/text-{uuid.uuid4().hex[:8]}/a.txt",
+        headers=service.headers,
         files={"file": ("a.txt", b"hello", "text/plain")},
     )
     assert response.status_code == 400
@@ -161,9 +191,9 @@ def test_errors_are_http_400_with_the_code_in_the_body(
     }
 
 
-def test_duplicate_upload_without_upsert_is_409(alice: StorageUser) -> None:
-    files = alice.storage.from_(BUCKET)
-    path = f"{alice.id}/j/dup.jpg"
+def test_duplicate_upload_without_upsert_is_409(service: StorageUser) -> None:
+    files = service.storage.from_(BUCKET)
+    path = f"dup-{uuid.uuid4().hex[:8]}/dup.jpg"
     files.upload(path, photo(), JPEG)
     with pytest.raises(StorageApiError) as caught:
         files.upload(path, photo(), JPEG)
@@ -182,9 +212,9 @@ def test_upsert_is_the_string_true_and_replaces_the_object(service: StorageUser)
         files.upload(path, b"third", cast(FileOptions, {**JPEG, "upsert": True}))
 
 
-def test_user_upsert_needs_an_update_policy(alice: StorageUser) -> None:
-    # The project grants users select/insert/delete only, so overwriting is refused (403).
-    files = alice.storage.from_(BUCKET)
+def test_user_upsert_needs_an_update_policy(alice: StorageUser, user_bucket: str) -> None:
+    # The bucket grants users select/insert/delete only, so overwriting is refused (403).
+    files = alice.storage.from_(user_bucket)
     path = f"{alice.id}/j/keep.jpg"
     files.upload(path, b"original", JPEG)
     with pytest.raises(StorageApiError) as caught:
@@ -263,19 +293,23 @@ def test_raw_body_upload_and_chunked_transfer(
 # --------------------------------------------------------------------------- RLS
 
 
-def test_storage_rls_confines_a_user_to_their_own_folder(
+def test_storage_rls_confines_a_user_to_reading_their_own_folder(
     alice: StorageUser, bob: StorageUser, service: StorageUser
 ) -> None:
     a_files, b_files = alice.storage.from_(BUCKET), bob.storage.from_(BUCKET)
-    a_files.upload(f"{alice.id}/j/a.jpg", b"alice", JPEG)
+    service.storage.from_(BUCKET).upload(f"{alice.id}/j/a.jpg", b"alice", JPEG)
     b_path = f"{bob.id}/j/b.jpg"
-    b_files.upload(b_path, b"bob", JPEG)
+    service.storage.from_(BUCKET).upload(b_path, b"bob", JPEG)
 
-    with pytest.raises(StorageApiError) as caught:
-        a_files.upload(f"{bob.id}/j/evil.jpg", b"x", JPEG)
-    err = caught.value
-    assert (err.status, err.code) == ("403", "Unauthorized")
-    assert err.message == "new row violates row-level security policy"
+    # The training bucket takes no user writes at all (issue 14), not even in one's own folder.
+    for target in (f"{bob.id}/j/evil.jpg", f"{alice.id}/j/own.jpg"):
+        with pytest.raises(StorageApiError) as caught:
+            a_files.upload(target, b"x", JPEG)
+        err = caught.value
+        assert (err.status, err.code) == ("403", "Unauthorized")
+        assert err.message == "new row violates row-level security policy"
+    assert a_files.remove([f"{alice.id}/j/a.jpg"]) == []
+    assert a_files.download(f"{alice.id}/j/a.jpg") == b"alice"
 
     with pytest.raises(StorageApiError) as caught:
         a_files.download(b_path)
@@ -302,33 +336,35 @@ def test_storage_rls_confines_a_user_to_their_own_folder(
     assert alice.storage.list_buckets() == []
 
 
-def test_remove_returns_deleted_rows_and_skips_missing(alice: StorageUser) -> None:
-    files = alice.storage.from_(BUCKET)
+def test_remove_returns_deleted_rows_and_skips_missing(
+    alice: StorageUser, user_bucket: str
+) -> None:
+    files = alice.storage.from_(user_bucket)
     path = f"{alice.id}/j/gone.jpg"
     files.upload(path, photo(), JPEG)
     removed = files.remove([path, f"{alice.id}/j/never-existed.jpg"])
     assert [r["name"] for r in removed] == [path]
-    assert removed[0]["bucket_id"] == BUCKET and removed[0]["id"]
+    assert removed[0]["bucket_id"] == user_bucket and removed[0]["id"]
     assert files.exists(path) is False
     assert files.remove([path]) == []
 
 
 def test_owner_columns_are_set_from_the_token(
-    alice: StorageUser, pg: LocalPostgres, gateway: SupabaseGateway
+    alice: StorageUser, pg: LocalPostgres, gateway: SupabaseGateway, user_bucket: str
 ) -> None:
     import psycopg
 
     path = f"{alice.id}/j/owned.jpg"
-    alice.storage.from_(BUCKET).upload(path, photo(), JPEG)
+    alice.storage.from_(user_bucket).upload(path, photo(), JPEG)
     with psycopg.connect(pg.dsn()) as conn:
         row = conn.execute(
             "select owner::text, owner_id, metadata->>'mimetype', version"
             " from storage.objects where bucket_id = %s and name = %s",
-            (BUCKET, path),
+            (user_bucket, path),
         ).fetchone()
     assert row is not None
     assert row[:3] == (alice.id, alice.id, "image/jpeg")
-    blob = gateway.storage.object_file(BUCKET, path)
+    blob = gateway.storage.object_file(user_bucket, path)
     assert blob is not None and blob.name == row[3] and blob.is_file()
 
 
@@ -336,11 +372,11 @@ def test_owner_columns_are_set_from_the_token(
 
 
 def test_signed_download_url_works_without_headers_and_expires(
-    clean_gateway: SupabaseGateway, alice: StorageUser, bob: StorageUser
+    clean_gateway: SupabaseGateway, alice: StorageUser, bob: StorageUser, service: StorageUser
 ) -> None:
     files = alice.storage.from_(BUCKET)
     path = f"{alice.id}/j/signed.jpg"
-    files.upload(path, b"signed bytes", JPEG)
+    service.storage.from_(BUCKET).upload(path, b"signed bytes", JPEG)
 
     signed = files.create_signed_url(path, 60)["signedURL"]
     assert signed is not None
@@ -348,6 +384,7 @@ def test_signed_download_url_works_without_headers_and_expires(
     token = signed.split("token=", 1)[1]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["url"] == f"{BUCKET}/{path}" and claims["exp"] - claims["iat"] == 60
+    assert claims["scope"] == "download"
     assert httpx.get(signed).content == b"signed bytes"
 
     # Someone else's object cannot be signed (RLS: it does not exist for them).
@@ -371,10 +408,10 @@ def test_signed_download_url_works_without_headers_and_expires(
     }
 
 
-def test_create_signed_urls_reports_missing_paths(alice: StorageUser) -> None:
+def test_create_signed_urls_reports_missing_paths(alice: StorageUser, service: StorageUser) -> None:
     files = alice.storage.from_(BUCKET)
     path = f"{alice.id}/j/many.jpg"
-    files.upload(path, photo(), JPEG)
+    service.storage.from_(BUCKET).upload(path, photo(), JPEG)
     result = files.create_signed_urls([path, f"{alice.id}/j/nope.jpg"], 60)
     assert result[0]["error"] is None and result[0]["signedURL"]
     assert result[1]["signedURL"] is None and result[1]["error"]
@@ -388,6 +425,7 @@ def test_signed_upload_url_flow(
     assert signed["path"] == path
     claims = jwt.decode(signed["token"], options={"verify_signature": False})
     assert claims["url"] == f"{BUCKET}/{path}" and claims["upsert"] is False
+    assert claims["scope"] == "upload" and "owner" not in claims  # the service role has no sub
     assert claims["exp"] - claims["iat"] == 7200  # hosted Supabase's documented 2 h
 
     # The browser needs no token of its own: the signed URL is the credential.
@@ -418,10 +456,70 @@ def test_signed_upload_url_flow(
     assert alice.storage.from_(BUCKET).download(path) == b"v2"
 
 
-def test_signed_upload_url_respects_rls_mime_and_expiry(
-    clean_gateway: SupabaseGateway, alice: StorageUser, bob: StorageUser
+def test_signed_upload_put_is_authorised_by_its_token_not_by_user_policies(
+    service: StorageUser, alice: StorageUser
 ) -> None:
-    a_files = alice.storage.from_(BUCKET)
+    # Creating the URL needs the creator's INSERT permission (the real server's canUpload) ...
+    files = alice.storage.from_(BUCKET)
+    with pytest.raises(StorageApiError) as caught:
+        files.create_signed_upload_url(f"{alice.id}/j/upload/01")
+    assert caught.value.status == "403"
+    # ... the PUT does not: the server writes as its superuser, where no user may insert.
+    path = f"{alice.id}/j/upload/01"
+    signed = service.storage.from_(BUCKET).create_signed_upload_url(path)
+    response = httpx.put(
+        signed["signed_url"], content=b"from the browser", headers={"content-type": "image/jpeg"}
+    )
+    assert response.status_code == 200, response.text
+    assert files.download(path) == b"from the browser"
+    with pytest.raises(StorageApiError) as caught:
+        files.upload(f"{alice.id}/j/upload/02", b"direct", JPEG)
+    assert caught.value.status == "403"
+
+
+def test_signed_url_tokens_are_scoped_to_download_or_upload(
+    gateway: SupabaseGateway, service: StorageUser, jwt_secret: str
+) -> None:
+    files = service.storage.from_(BUCKET)
+    folder = f"scope-{uuid.uuid4().hex[:8]}"
+    files.upload(f"{folder}/a.jpg", b"original", JPEG)
+    base = f"{gateway.url}/storage/v1/object"
+
+    # A download token replayed against the upload route, and an upload token for a download.
+    download = files.create_signed_url(f"{folder}/a.jpg", 60)["signedURL"]
+    assert download is not None
+    response = httpx.put(
+        f"{base}/upload/sign/{BUCKET}/{folder}/a.jpg?token={download.split('token=', 1)[1]}",
+        content=b"replaced",
+        headers={"content-type": "image/jpeg", "x-upsert": "true"},
+    )
+    assert response.status_code == 400
+    assert raw_error(response) == {
+        "statusCode": "400",
+        "code": "InvalidSignature",
+        "error": "InvalidSignature",
+        "message": "Token is not scoped for upload",
+    }
+    assert files.download(f"{folder}/a.jpg") == b"original"
+    upload = files.create_signed_upload_url(f"{folder}/b.jpg")
+    files.upload_to_signed_url(f"{folder}/b.jpg", upload["token"], b"b", SIGNED_JPEG)
+    response = httpx.get(f"{base}/sign/{BUCKET}/{folder}/b.jpg?token={upload['token']}")
+    assert response.status_code == 400
+    assert raw_error(response)["message"] == "Token is not scoped for download"
+
+    # Tokens from before scopes existed: `upsert` marks an upload token, its absence a download.
+    now = int(time.time())
+    legacy = {"url": f"{BUCKET}/{folder}/c.jpg", "iat": now, "exp": now + 60}
+    upload_token = jwt.encode({**legacy, "upsert": False}, jwt_secret, "HS256")
+    files.upload_to_signed_url(f"{folder}/c.jpg", upload_token, b"c", SIGNED_JPEG)
+    download_token = jwt.encode(legacy, jwt_secret, "HS256")
+    assert httpx.get(f"{base}/sign/{BUCKET}/{folder}/c.jpg?token={download_token}").content == b"c"
+
+
+def test_signed_upload_url_respects_rls_mime_and_expiry(
+    clean_gateway: SupabaseGateway, alice: StorageUser, bob: StorageUser, user_bucket: str
+) -> None:
+    a_files = alice.storage.from_(user_bucket)
     with pytest.raises(StorageApiError) as caught:
         a_files.create_signed_upload_url(f"{bob.id}/j/x.jpg")
     assert caught.value.status == "403"
@@ -511,7 +609,7 @@ def test_missing_or_bad_jwt_is_403_in_a_400(gateway: SupabaseGateway, jwt_secret
 
 
 def test_asymmetric_user_tokens_verify_against_the_jwks(
-    clean_gateway: SupabaseGateway, alice: StorageUser
+    clean_gateway: SupabaseGateway, alice: StorageUser, user_bucket: str
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
@@ -525,14 +623,14 @@ def test_asymmetric_user_tokens_verify_against_the_jwks(
     now = int(time.time())
     claims = {"sub": alice.id, "role": "authenticated", "aud": "authenticated", "exp": now + 60}
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
-    url = f"{clean_gateway.url}/storage/v1/object/{BUCKET}/{alice.id}/es/a.jpg"
+    url = f"{clean_gateway.url}/storage/v1/object/{user_bucket}/{alice.id}/es/a.jpg"
     upload = httpx.post(
         url,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"},
         content=b"es256",
     )
     assert upload.status_code == 200, upload.text
-    assert alice.storage.from_(BUCKET).download(f"{alice.id}/es/a.jpg") == b"es256"
+    assert alice.storage.from_(user_bucket).download(f"{alice.id}/es/a.jpg") == b"es256"
 
     forged = jwt.encode(
         claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "k1"}

@@ -1,5 +1,7 @@
 """The private bucket through the Storage API with user tokens (the real storage3 client, as the
-browser's supabase-js would call it): a user reaches only objects under their own first folder."""
+browser's supabase-js would call it): a user only reads objects under their own first folder, and
+writes nothing at all, not even there (issue 14: photos enter through the backend or a signed
+upload URL it issued, and leave through the backend)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from functools import partial
 import httpx
 import pytest
 from storage3 import SyncStorageClient
+from storage3._sync.file_api import SyncBucketProxy
 from storage3.exceptions import StorageApiError
-from storage3.types import UploadSignedUrlFileOptions
+from storage3.types import FileOptions, UploadSignedUrlFileOptions
 
 from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack
@@ -68,6 +71,48 @@ def test_the_owner_reads_their_own_photos(stack: LocalStack, http: httpx.Client,
     assert own.download(photos.paths[0])[:2] == b"\xff\xd8"
     names = {o["name"] for o in own.list(f"{photos.owner.id}/{photos.job}")}
     assert names == {"01.jpg", "02.jpg", "03.jpg"}
+
+
+SWAPPED = make_photo(600, 600, seed=21, gps=True)  # an unchecked photo, GPS and all
+JPEG: FileOptions = {"content-type": "image/jpeg"}
+OWNER_WRITES: dict[str, Callable[[SyncBucketProxy, Photos], object]] = {
+    "insert_into_the_job": lambda own, p: own.upload(f"{p.owner.id}/{p.job}/04.jpg", SWAPPED, JPEG),
+    "insert_outside_any_job": lambda own, p: own.upload(f"{p.owner.id}/planted.jpg", SWAPPED, JPEG),
+    "upsert_over_a_checked_photo": lambda own, p: own.upload(
+        p.paths[0], SWAPPED, {**JPEG, "upsert": "true"}
+    ),
+    "update_a_checked_photo": lambda own, p: own.update(p.paths[0], SWAPPED, JPEG),
+    "move_a_checked_photo": lambda own, p: own.move(p.paths[0], f"{p.owner.id}/{p.job}/09.jpg"),
+    "copy_a_checked_photo": lambda own, p: own.copy(p.paths[0], f"{p.owner.id}/{p.job}/04.jpg"),
+    "sign_an_upload_url_of_their_own": lambda own, p: own.create_signed_upload_url(
+        f"{p.owner.id}/{p.job}/04.jpg"
+    ),
+}
+
+
+@pytest.mark.parametrize("write", sorted(OWNER_WRITES))
+def test_the_owner_cannot_write_into_their_own_folder(
+    stack: LocalStack, http: httpx.Client, photos: Photos, write: str
+):
+    own = storage_as(stack, photos.owner.token, http).from_(BUCKET)
+    before = {path: own.download(path) for path in photos.paths}
+    assert _refused(partial(OWNER_WRITES[write], own, photos))
+    assert {path: own.download(path) for path in photos.paths} == before
+    assert {o["name"] for o in own.list(f"{photos.owner.id}/{photos.job}")} == {
+        "01.jpg",
+        "02.jpg",
+        "03.jpg",
+    }
+    assert [o["name"] for o in own.list(photos.owner.id)] == [photos.job]
+
+
+def test_the_owner_cannot_delete_their_own_photos(
+    stack: LocalStack, http: httpx.Client, photos: Photos
+):
+    own = storage_as(stack, photos.owner.token, http).from_(BUCKET)
+    before = {path: own.download(path) for path in photos.paths}
+    assert own.remove(photos.paths) == []  # answers with what it removed: nothing
+    assert {path: own.download(path) for path in photos.paths} == before
 
 
 def test_another_user_cannot_read_or_list_the_photos(

@@ -229,11 +229,14 @@ def test_auth_uid_reads_the_claims(db: psycopg.Connection, two_users: tuple[str,
     assert row == (a, "authenticated", a)
 
 
-def test_user_uploads_into_own_folder(db: psycopg.Connection, two_users: tuple[str, str]) -> None:
+def test_user_cannot_upload_even_into_own_folder(
+    db: psycopg.Connection, two_users: tuple[str, str]
+) -> None:
+    # Photos enter only through the backend or a signed upload URL (issue 14).
     a, _ = two_users
-    with as_user(db, a):
+    with pytest.raises(errors.InsufficientPrivilege, match="row-level security"), as_user(db, a):
         put_object(db, f"{a}/job-1/photo.jpg")
-        assert visible(db, f"{a}/") == [f"{a}/job-1/photo.jpg"]
+    assert visible(db, f"{a}/") == []
 
 
 def test_user_cannot_upload_into_anothers_folder(
@@ -276,30 +279,84 @@ def test_user_cannot_see_anothers_objects(
         assert visible(db, f"{b}/") == [f"{b}/job-1/photo.jpg"]
 
 
-def test_user_deletes_only_own_objects(db: psycopg.Connection, two_users: tuple[str, str]) -> None:
+def test_user_cannot_delete_objects_even_own(
+    db: psycopg.Connection, two_users: tuple[str, str]
+) -> None:
     a, b = two_users
     put_object(db, f"{a}/job-1/a.jpg")
     put_object(db, f"{b}/job-1/b.jpg")
     with as_user(db, a):
         assert (
-            db.execute("delete from storage.objects where name like %s", [f"{b}/%"]).rowcount == 0
+            db.execute("delete from storage.objects where name like %s", [f"{a}/%"]).rowcount == 0
         )
-        # No WHERE clause: no read access needed, so only the DELETE policy filters the rows.
-        assert db.execute("delete from storage.objects").rowcount == 1
+        # No WHERE clause: no read access needed, so only the DELETE policies filter the rows.
+        assert db.execute("delete from storage.objects").rowcount == 0
+    assert visible(db, f"{a}/") == [f"{a}/job-1/a.jpg"]
     assert visible(db, f"{b}/") == [f"{b}/job-1/b.jpg"]
-    assert visible(db, f"{a}/") == []
 
 
-def test_user_cannot_update_objects(db: psycopg.Connection, two_users: tuple[str, str]) -> None:
-    # No UPDATE policy: renaming (moving) even an own object is not possible.
+def test_user_cannot_update_or_move_objects(
+    db: psycopg.Connection, two_users: tuple[str, str]
+) -> None:
     a, _ = two_users
     put_object(db, f"{a}/job-1/a.jpg")
     with as_user(db, a):
-        updated = db.execute(
-            "update storage.objects set name = %s where name = %s",
-            [f"{a}/job-1/b.jpg", f"{a}/job-1/a.jpg"],
-        ).rowcount
-    assert updated == 0
+        for change, values in (
+            ("name = %s", [f"{a}/job-1/b.jpg"]),  # a move
+            ("metadata = %s", ['{"size": 1}']),  # an update in place
+        ):
+            updated = db.execute(
+                f"update storage.objects set {change} where name = %s",
+                [*values, f"{a}/job-1/a.jpg"],
+            ).rowcount
+            assert updated == 0
+    assert visible(db, f"{a}/") == [f"{a}/job-1/a.jpg"]
+
+
+@pytest.fixture
+def a_policy_that_opens_everything(db: psycopg.Connection) -> Iterator[None]:
+    """What a dashboard template added later might do: every write, every bucket, every user."""
+    db.execute(
+        "insert into storage.buckets (id, name) values ('other', 'other') on conflict do nothing"
+    )
+    db.execute(
+        'create policy "test: anything goes" on storage.objects for all to authenticated'
+        " using (true) with check (true)"
+    )
+    try:
+        yield
+    finally:
+        db.execute('drop policy "test: anything goes" on storage.objects')
+
+
+@pytest.mark.usefixtures("a_policy_that_opens_everything")
+def test_no_later_policy_reopens_writes_to_the_bucket(
+    db: psycopg.Connection, two_users: tuple[str, str]
+) -> None:
+    a, _ = two_users
+    put_object(db, f"{a}/job-1/a.jpg")
+    with pytest.raises(errors.InsufficientPrivilege), as_user(db, a):
+        put_object(db, f"{a}/job-1/planted.jpg")
+    with pytest.raises(errors.InsufficientPrivilege), as_user(db, a):
+        # Into the bucket from another one: the move's new row is checked too.
+        put_object(db, f"{a}/x.jpg", bucket="other")
+        db.execute(
+            "update storage.objects set bucket_id = %s where bucket_id = 'other' and name = %s",
+            [BUCKET, f"{a}/x.jpg"],
+        )
+    with as_user(db, a):
+        mine = [f"{a}/job-1/a.jpg"]
+        assert (
+            db.execute(
+                "update storage.objects set name = name || '.x' where name = any(%s)", [mine]
+            ).rowcount
+            == 0
+        )
+        assert db.execute("delete from storage.objects where name = any(%s)", [mine]).rowcount == 0
+        # The guard is this bucket only: the permissive policy still works elsewhere.
+        put_object(db, f"{a}/y.jpg", bucket="other")
+        assert db.execute("delete from storage.objects where bucket_id = 'other'").rowcount == 1
+    assert visible(db, f"{a}/") == [f"{a}/job-1/a.jpg"]
 
 
 def test_bucket_is_private_with_limits(db: psycopg.Connection) -> None:

@@ -20,6 +20,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from devstack.sample_photos import make_photo
+from shared.photos import normalise as photos
 from shared.photos.normalise import NormalisedPhoto, normalise_photo
 from shared.photos.rules import (
     PHOTO_CONTENT_TYPE,
@@ -27,6 +28,13 @@ from shared.photos.rules import (
     PhotoRejected,
     photo_label,
     photo_object_name,
+)
+from tests.corpus.inputs import (
+    jpeg_with_empty_scans,
+    jpeg_with_empty_segments,
+    jpeg_with_header_padding,
+    png_in_chunks_of,
+    png_with_colour_profiles,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -491,11 +499,99 @@ def test_pixel_cap_follows_the_limits() -> None:
     assert "1200x1000" in error.message and "1,000,000" in error.message
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_png_and_webp_get_half_the_pixels(fmt: str) -> None:
+    # They decode every pixel at full size; a JPEG or HEIC of the same size is fine.
+    limits = PhotoLimits(max_pixels=400_000)
+    error = rejected(make_photo(600, 520, seed=1, fmt=fmt), limits)
+    assert (error.code, error.status) == ("photo_too_many_pixels", 422)
+    assert "PNG or WebP" in error.message and "200,000" in error.message
+    assert "400,000" in error.message
+    for other in ("JPEG", "HEIF"):
+        assert normalise(make_photo(600, 520, seed=1, fmt=other), limits).width == 600
+
+
 @pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
 def test_animations_are_refused(fmt: str) -> None:
     error = rejected(animated(fmt))
     assert (error.code, error.status) == ("animated_image", 422)
     assert "2 frames" in error.message
+
+
+# --------------------------------------------------------------------------------------------
+# Decode cost: structure counted before decoding, a time budget while decoding (issue 14)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: jpeg_with_empty_scans(5000), id="5000_empty_scans"),
+        pytest.param(lambda: jpeg_with_empty_scans(23), id="one_scan_over_the_cap"),
+        pytest.param(lambda: jpeg_with_empty_segments(100_000), id="100000_segments"),
+        pytest.param(lambda: jpeg_with_header_padding(100_000), id="fill_bytes"),
+        pytest.param(lambda: jpeg_with_header_padding(2000, b"\x00"), id="junk_bytes"),
+        pytest.param(lambda: png_in_chunks_of(10), id="png_10_byte_chunks"),
+        pytest.param(lambda: png_with_colour_profiles(2), id="png_two_profiles"),
+    ],
+)
+def test_costly_structure_is_refused_before_decoding(
+    data: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("the photo was opened for decoding")
+
+    photo = data()
+    monkeypatch.setattr(photos, "_open", no_decoding)
+    error = rejected(photo)
+    assert (error.code, error.status) == ("photo_too_complex", 422)
+    assert "standard JPEG" in error.message
+
+
+def test_scan_cap_message_names_the_cap() -> None:
+    error = rejected(jpeg_with_empty_scans(5000))
+    assert "more than 32 scans" in error.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: jpeg_with_empty_scans(22), id="32_scans"),
+        pytest.param(lambda: jpeg_with_empty_segments(900), id="900_segments"),
+        pytest.param(lambda: jpeg_with_header_padding(1000), id="1000_fill_bytes"),
+        pytest.param(
+            lambda: make_photo(600, 600, seed=3, mode="CMYK", progressive=True), id="cmyk"
+        ),
+        pytest.param(lambda: make_photo(600, 600, seed=4, mode="L", progressive=True), id="grey"),
+        pytest.param(lambda: png_in_chunks_of(100), id="png_100_byte_chunks"),
+        pytest.param(lambda: png_with_colour_profiles(1), id="png_one_profile"),
+    ],
+)
+def test_structure_at_or_under_the_caps_is_accepted(data: Callable[[], bytes]) -> None:
+    assert normalise(data()).width == 600
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_decode_past_its_budget_stops_at_its_next_read(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in clock: one "second" per 100 kB read, so the budget runs out part-way through.
+    data = make_photo(1600, 1200, seed=90, fmt=fmt)
+    position = [0]
+    read = photos._BudgetedSource.read
+
+    def counting_read(source: photos._BudgetedSource, size: int | None = -1, /) -> bytes:
+        position[0] = source.tell()
+        return read(source, size)
+
+    monkeypatch.setattr(photos._BudgetedSource, "read", counting_read)
+    monkeypatch.setattr(photos, "monotonic", lambda: position[0] / 100_000)
+    error = rejected(data, PhotoLimits(max_decode_seconds=3))
+    assert (error.code, error.status) == ("photo_too_slow", 422)
+    assert "3 s" in error.message
+    assert 300_000 < position[0] < len(data) - 65_536  # stopped in the middle of the pixels
+
+    position[0] = 0
+    assert normalise(data, PhotoLimits(max_decode_seconds=60)).width == 1600
 
 
 # --------------------------------------------------------------------------------------------

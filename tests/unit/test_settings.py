@@ -28,3 +28,10 @@ def test_secrets_do_not_show_in_repr():
     settings = make_settings()
     assert "service-role-key" not in repr(settings)
     assert "r8_test" not in repr(settings)
+
+
+def test_photo_limits_follow_the_settings():
+    from shared.services.intake import photo_limits
+
+    limits = photo_limits(make_settings(photo_max_pixels="30000000", photo_decode_seconds="1.5"))
+    assert (limits.max_pixels, limits.max_decode_seconds) == (30_000_000, 1.5)

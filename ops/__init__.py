@@ -1,0 +1,1 @@
+"""Operations tooling: migrations, deploy checks and rollbacks (docs/operations.md)."""
