@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from shared.plumbing.settings import Settings
 
 from bench.common import record, table
 from bench.photos_memory import run_child
 from devstack.sample_photos import add_empty_scans, make_photo
 from shared.photos.normalise import normalise_photo
 from shared.photos.rules import PhotoLimits, PhotoRejected
+from shared.plumbing.settings import Settings
 
 MB = 1024 * 1024
 UPLOAD_MEMORY_MB = 1024  # UploadTrainingPhotosFunction's MemorySize in template.yaml
