@@ -112,6 +112,7 @@ def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
     """Every port's real adapter, bound to this invocation's deadline. Nothing connects here:
     each adapter builds its client (and imports its SDK) at its first call."""
     from shared.adapters.postgrest_jobs import PostgrestJobStore
+    from shared.adapters.postgrest_twins import PostgrestTwinStore
     from shared.adapters.replicate import ReplicateTrainer
     from shared.adapters.supabase_storage import SupabasePhotoStore
     from shared.services.deps import Deps
@@ -120,6 +121,7 @@ def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
     return Deps(
         settings=config,
         jobs=PostgrestJobStore(postgrest_client, deadline),
+        twins=PostgrestTwinStore(postgrest_client, deadline),
         photos=SupabasePhotoStore(
             storage_client,
             config.training_photos_bucket,

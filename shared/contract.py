@@ -8,12 +8,14 @@ spellings are fixed by the frontend and the table.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shared.domain.job import Job, JobStatus
+from shared.domain.twin import Twin
 
 
 class CamelModel(BaseModel):
@@ -46,6 +48,8 @@ class JobRequest(CamelModel):
 
 class UploadResponse(CamelModel):
     job_id: UUID
+    twin_id: UUID | None  # the twin this job is a version of
+    version: int | None  # its number within the twin: 1, 2, ...
     photo_urls: list[str]  # object paths in the private bucket, never public URLs
     status: JobStatus
     progress: int
@@ -53,7 +57,12 @@ class UploadResponse(CamelModel):
     @classmethod
     def of(cls, job: Job) -> UploadResponse:
         return cls(
-            job_id=job.id, photo_urls=job.photo_urls, status=job.status, progress=job.progress
+            job_id=job.id,
+            twin_id=job.twin_id,
+            version=job.version,
+            photo_urls=job.photo_urls,
+            status=job.status,
+            progress=job.progress,
         )
 
 
@@ -75,6 +84,9 @@ class StartResponse(CamelModel):
 
 class StatusResponse(CamelModel):
     job_id: UUID
+    twin_id: UUID | None
+    version: int | None
+    active: bool  # this version is the twin's active one (the one pictures are made with)
     status: JobStatus
     progress: int
     model_version: str | None
@@ -82,14 +94,97 @@ class StatusResponse(CamelModel):
     estimated_completion: datetime | None
 
     @classmethod
-    def of(cls, job: Job) -> StatusResponse:
+    def of(cls, job: Job, twin: Twin | None) -> StatusResponse:
         return cls(
             job_id=job.id,
+            twin_id=job.twin_id,
+            version=job.version,
+            active=twin is not None and twin.active_job_id == job.id,
             status=job.status,
             progress=job.progress,
             model_version=job.replicate_model_version,
             error_message=job.error_message,
             estimated_completion=job.estimated_completion,
+        )
+
+
+class VersionResponse(CamelModel):
+    """One version of a twin: one training job."""
+
+    job_id: UUID
+    version: int | None
+    active: bool
+    status: JobStatus
+    progress: int
+    created_at: datetime
+    completed_at: datetime | None
+    model_version: str | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, job: Job, twin: Twin) -> VersionResponse:
+        return cls(
+            job_id=job.id,
+            version=job.version,
+            active=twin.active_job_id == job.id,
+            status=job.status,
+            progress=job.progress,
+            created_at=job.created_at,
+            completed_at=job.completed_at,
+            model_version=job.replicate_model_version,
+            error_message=job.error_message,
+        )
+
+
+class TwinResponse(CamelModel):
+    twin_id: UUID
+    name: str
+    customization_data: dict[str, Any]
+    active_job_id: UUID | None
+    active_version: int | None
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionResponse]  # oldest first
+
+    @classmethod
+    def of(cls, twin: Twin, versions: list[Job]) -> TwinResponse:
+        active = next((j for j in versions if j.id == twin.active_job_id), None)
+        return cls(
+            twin_id=twin.id,
+            name=twin.name,
+            customization_data=twin.customization_data,
+            active_job_id=twin.active_job_id,
+            active_version=active.version if active else None,
+            created_at=twin.created_at,
+            updated_at=twin.updated_at,
+            versions=[VersionResponse.of(job, twin) for job in versions],
+        )
+
+
+class TwinListResponse(CamelModel):
+    twins: list[TwinResponse]  # newest first
+
+
+class ActivateRequest(CamelModel):
+    """Body of PUT /twins/{twinId}/active."""
+
+    job_id: UUID
+    user_id: UUID | None = None
+
+
+class TwinDeletionResponse(CamelModel):
+    twin_id: UUID
+    deleted: bool  # false while something is still left for the sweep to remove
+    deletion_requested_at: datetime | None
+    deleted_at: datetime | None
+
+    @classmethod
+    def of(cls, twin: Twin) -> TwinDeletionResponse:
+        return cls(
+            twin_id=twin.id,
+            deleted=twin.deleted_at is not None,
+            deletion_requested_at=twin.deletion_requested_at,
+            deleted_at=twin.deleted_at,
         )
 
 
@@ -120,6 +215,8 @@ class UploadTarget(CamelModel):
 
 class SignedUploadResponse(CamelModel):
     job_id: UUID
+    twin_id: UUID
+    version: int | None
     status: JobStatus
     progress: int
     expires_at: datetime

@@ -39,6 +39,7 @@ class ErrorCode(enum.Enum):
     INVALID_JSON = "invalid_json", 400, "Send a JSON object (and customizationData as one)."
     MISSING_FIELD = "missing_field", 400, "Add the field the message names."
     INVALID_JOB_ID = "invalid_job_id", 400, "Send the jobId you were given (a UUID)."
+    INVALID_TWIN_ID = "invalid_twin_id", 400, "Send the twinId you were given (a UUID)."
     BAD_MULTIPART = "bad_multipart", 400, "Send multipart/form-data as a browser's FormData does."
     BAD_WEBHOOK = (
         "bad_webhook",
@@ -59,6 +60,12 @@ class ErrorCode(enum.Enum):
     USER_MISMATCH = "user_mismatch", 403, "Leave userId out, or send the signed-in user's own id."
     # 404: nothing there for this caller (someone else's job answers the same as a missing one).
     JOB_NOT_FOUND = "job_not_found", 404, "Check the jobId; a deleted or foreign job is not found."
+    TWIN_NOT_FOUND = (
+        "twin_not_found",
+        404,
+        "Check the twinId; a deleted or foreign twin is not found.",
+    )
+    VERSION_NOT_FOUND = "version_not_found", 404, "Name a jobId from the twin's own versions."
     ROUTE_NOT_FOUND = "route_not_found", 404, "Check the method and path against the API reference."
     # 409: the job is not in a state where this can happen.
     JOB_STATE_CHANGED = "job_state_changed", 409, "Read the job's status again, then decide."
@@ -75,6 +82,11 @@ class ErrorCode(enum.Enum):
         409,
         "Replicate only: the webhook names another training.",
     )
+    TWIN_BUSY = "twin_busy", 409, "Wait until the twin's version on its way ends, or cancel it."
+    TWIN_DELETING = "twin_deleting", 409, "The twin is being deleted; create a new one instead."
+    TWIN_STATE_CHANGED = "twin_state_changed", 409, "Read the twin again, then decide."
+    VERSION_NOT_READY = "version_not_ready", 409, "Only a completed version can be active."
+    VERSION_ACTIVE = "version_active", 409, "Activate another version first, or delete the twin."
     # 413: too big.
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "Send less; for large photos use POST /uploads."
     PHOTO_TOO_LARGE = "photo_too_large", 413, "Export the photo smaller and upload it again."

@@ -4,7 +4,9 @@ Read this first. Each interface has one real adapter (`shared/adapters/`, built 
 `shared/bootstrap.py`) and one in-memory fake (`tests/fakes.py`), and both are held to the same
 behaviour (`tests/sql/test_job_store_contract.py` for the job store).
 
-- `JobStore`: the `ai_training_jobs` rows. Every write that moves a job is a compare-and-set.
+- `JobStore`: the `ai_training_jobs` rows (a twin's versions). Every write that moves a job is a
+  compare-and-set.
+- `TwinStore`: the `twins` rows: names, customisations, which version is active.
 - `PhotoStore`: the private photo bucket.
 - `Trainer`: Replicate (Files API, the destination model, trainings).
 - `Notifier`: the completion notice.
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.training import TrainingInfo
+from shared.domain.twin import Twin
 
 
 class JobStore(Protocol):
@@ -61,6 +64,34 @@ class JobStore(Protocol):
         ...
 
     def delete(self, job_id: UUID) -> None: ...
+
+    def list_versions(self, twin_ids: Sequence[UUID]) -> list[Job]:
+        """Every job of these twins (deleted ones included), by twin and version."""
+        ...
+
+
+class TwinStore(Protocol):
+    def insert(self, row: dict[str, Any]) -> Twin: ...
+
+    def get(self, twin_id: UUID) -> Twin | None: ...
+
+    def list_owned(self, user_id: UUID) -> list[Twin]:
+        """The owner's twins that are not being deleted, newest first."""
+        ...
+
+    def update(self, twin_id: UUID, changes: dict[str, Any]) -> Twin | None:
+        """Apply `changes` (the database refuses an active version that may not be); None when
+        the twin is gone."""
+        ...
+
+    def list_deletion_due(self, limit: int) -> list[Twin]:
+        """Twins whose deletion was asked for and is not finished."""
+        ...
+
+    def delete(self, twin_id: UUID) -> None:
+        """Remove a twin nothing was made of; refused (`twin_state_changed`) while it has a
+        version."""
+        ...
 
 
 class PhotoStore(Protocol):

@@ -1,7 +1,9 @@
 """In-memory stand-ins for the Supabase and Replicate interfaces, for fast unit tests.
 
-The job store enforces the same status moves and progress rule as the database trigger, so logic
-that would be refused by Postgres is refused here too.
+The job and twin stores enforce the same rules as the database's constraints and triggers
+(status moves, progress, version numbers, one version on its way per twin, the active version),
+so logic that Postgres would refuse is refused here too; tests/sql/test_job_store_contract.py
+runs the same cases against both.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from uuid import UUID
 
-from shared.adapters.postgrest_jobs import to_db
-from shared.domain.job import ALLOWED_MOVES, Job, JobStatus
+from shared.adapters.postgrest import to_db
+from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.training import TrainingInfo
+from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode
 from shared.ports import ObjectMissing, SignedUpload, UploadedFile
 
@@ -24,8 +27,9 @@ from shared.ports import ObjectMissing, SignedUpload, UploadedFile
 class InMemoryJobStore:
     def __init__(self) -> None:
         self.rows: dict[UUID, dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # shared with the twin store, which calls back in
         self.history: list[tuple[UUID, str, int]] = []
+        self.twins: InMemoryTwinStore | None = None  # set by InMemoryTwinStore(jobs)
 
     def insert(self, row: dict[str, Any]) -> Job:
         with self.lock:
@@ -34,6 +38,8 @@ class InMemoryJobStore:
             assert JobStatus(data["status"]) in (JobStatus.PENDING, JobStatus.UPLOADING)
             if (existing := self.rows.get(data["id"])) is not None:
                 return Job.model_validate(existing)  # our own key again: the row it made
+            if self.twins is not None:
+                data.update(self.twins.take_version(data))
             job = Job.model_validate(data)
             self.rows[job.id] = job.model_dump()
             return job
@@ -66,6 +72,15 @@ class InMemoryJobStore:
             if expect_claim is not None and row["claim_token"] != expect_claim:
                 return None
             new = {**row, **{k: v for k, v in changes.items()}}
+            if any(new[k] != row[k] for k in ("twin_id", "version", "user_id")):
+                raise AppError(ErrorCode.JOB_STATE_CHANGED, "a job's twin and owner never change")
+            if (
+                new.get("deletion_requested_at") is not None
+                and row.get("deletion_requested_at") is None
+                and self.twins is not None
+                and self.twins.active_twin_of(job_id) is not None
+            ):
+                raise AppError(ErrorCode.JOB_STATE_CHANGED, "the active version is not deleted")
             old_status, new_status = JobStatus(row["status"]), JobStatus(new["status"])
             if old_status != new_status and (old_status, new_status) not in ALLOWED_MOVES:
                 raise AppError(
@@ -87,6 +102,9 @@ class InMemoryJobStore:
             )
             self.rows[job_id] = job.model_dump()
             self.history.append((job_id, job.status.value, job.progress))
+            completed_now = new_status is JobStatus.COMPLETED and old_status is not new_status
+            if self.twins is not None and completed_now:
+                self.twins.activate_completed(job)
             return job
 
     def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
@@ -141,6 +159,124 @@ class InMemoryJobStore:
     def delete(self, job_id: UUID) -> None:
         with self.lock:
             self.rows.pop(job_id, None)
+
+    def list_versions(self, twin_ids: Sequence[UUID]) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values() if r["twin_id"] in twin_ids]
+        return sorted(jobs, key=lambda j: (str(j.twin_id), j.version or 0))
+
+
+class InMemoryTwinStore:
+    """`twins` as a dict; with its job store it keeps the database's rules (twins migration)."""
+
+    def __init__(self, jobs: InMemoryJobStore) -> None:
+        self.rows: dict[UUID, dict[str, Any]] = {}
+        self.jobs = jobs
+        self.lock = jobs.lock
+        jobs.twins = self
+
+    def insert(self, row: dict[str, Any]) -> Twin:
+        with self.lock:
+            now = datetime.now(UTC)
+            data = {"created_at": now, "updated_at": now, "next_version": 1, **row}
+            data.setdefault("id", uuid.uuid4())
+            if (existing := self.rows.get(data["id"])) is not None:
+                return Twin.model_validate(existing)
+            twin = Twin.model_validate(data)
+            self._check(twin, None)
+            self.rows[twin.id] = twin.model_dump()
+            return twin
+
+    def get(self, twin_id: UUID) -> Twin | None:
+        with self.lock:
+            row = self.rows.get(twin_id)
+            return Twin.model_validate(row) if row else None
+
+    def list_owned(self, user_id: UUID) -> list[Twin]:
+        with self.lock:
+            twins = [Twin.model_validate(r) for r in self.rows.values()]
+        owned = [t for t in twins if t.user_id == user_id and t.deletion_requested_at is None]
+        return sorted(owned, key=lambda t: (-t.created_at.timestamp(), str(t.id)))
+
+    def update(self, twin_id: UUID, changes: dict[str, Any]) -> Twin | None:
+        with self.lock:
+            row = self.rows.get(twin_id)
+            if row is None:
+                return None
+            before = Twin.model_validate(row)
+            new = {**row, **changes, "updated_at": datetime.now(UTC)}
+            # A deletion is never withdrawn; the first request time stands.
+            for stamp in ("deletion_requested_at", "deleted_at"):
+                if row[stamp] is not None and new[stamp] is None:
+                    raise AppError(ErrorCode.TWIN_STATE_CHANGED, "a deletion is not withdrawn")
+                new[stamp] = row[stamp] or new[stamp]
+            twin = Twin.model_validate(new)
+            self._check(twin, before)
+            self.rows[twin_id] = twin.model_dump()
+            return twin
+
+    def list_deletion_due(self, limit: int) -> list[Twin]:
+        with self.lock:
+            twins = [Twin.model_validate(r) for r in self.rows.values()]
+        due = [t for t in twins if t.deletion_requested_at is not None and t.deleted_at is None]
+        return sorted(due, key=lambda t: t.deletion_requested_at or t.created_at)[:limit]
+
+    def delete(self, twin_id: UUID) -> None:
+        with self.lock:
+            if any(r["twin_id"] == twin_id for r in self.jobs.rows.values()):
+                raise AppError(ErrorCode.TWIN_STATE_CHANGED, "the twin still has versions")
+            self.rows.pop(twin_id, None)
+
+    # --- the database's rules ----------------------------------------------------------------
+
+    def _check(self, twin: Twin, before: Twin | None) -> None:
+        refused = AppError(ErrorCode.TWIN_STATE_CHANGED, "the twin's rules refused this write")
+        if before is not None and (
+            twin.user_id != before.user_id or twin.next_version < before.next_version
+        ):
+            raise refused
+        if twin.deletion_requested_at is not None and twin.active_job_id is not None:
+            raise refused
+        if twin.active_job_id is not None and (
+            before is None or twin.active_job_id != before.active_job_id
+        ):
+            row = self.jobs.rows.get(twin.active_job_id)
+            if row is None or not can_be_active(Job.model_validate(row), twin):
+                raise refused
+
+    def take_version(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The insert trigger: the job's twin (a new one if none is named) and its next number."""
+        if job.get("twin_id") is None:
+            twin = self.insert(
+                {
+                    "user_id": job["user_id"],
+                    "name": job["furrsona_name"],
+                    "customization_data": job.get("customization_data") or {},
+                }
+            )
+            job = {**job, "twin_id": twin.id}
+        row = self.rows.get(job["twin_id"])
+        if row is None or row["user_id"] != job["user_id"] or row["deletion_requested_at"]:
+            raise AppError(ErrorCode.TWIN_STATE_CHANGED, "the twin is not this owner's, or going")
+        busy = [
+            r
+            for r in self.jobs.rows.values()
+            if r["twin_id"] == row["id"] and JobStatus(r["status"]) in ACTIVE_STATUSES
+        ]
+        if busy:
+            raise AppError(ErrorCode.TWIN_BUSY, "this twin already has a version on its way")
+        row["next_version"] += 1
+        row["updated_at"] = datetime.now(UTC)
+        return {"twin_id": row["id"], "version": row["next_version"] - 1}
+
+    def active_twin_of(self, job_id: UUID) -> UUID | None:
+        return next((t for t, r in self.rows.items() if r["active_job_id"] == job_id), None)
+
+    def activate_completed(self, job: Job) -> None:
+        row = self.rows.get(job.twin_id) if job.twin_id else None
+        if row is not None and row["deletion_requested_at"] is None:
+            row["active_job_id"] = job.id
+            row["updated_at"] = datetime.now(UTC)
 
 
 class InMemoryPhotoStore:

@@ -1,5 +1,6 @@
 """check_training_status: a job's status (GET /?jobId=, POST /), the owner's cancel
-(POST /cancel) and delete (DELETE /?jobId=, POST /delete), Replicate's webhooks
+(POST /cancel) and delete (DELETE /?jobId=, POST /delete), the owner's twins (GET /twins,
+GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active), Replicate's webhooks
 (POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
 
 from __future__ import annotations
@@ -13,13 +14,28 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import DeletionResponse, StatusResponse
+from shared.contract import (
+    ActivateRequest,
+    DeletionResponse,
+    TwinDeletionResponse,
+    TwinListResponse,
+    TwinResponse,
+)
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
 from shared.services.privacy import cancel_job, delete_job
-from shared.services.status import apply_webhook, get_status
+from shared.services.status import apply_webhook, get_status, status_answer
 from shared.services.sweep import sweep_all
+from shared.services.twins import (
+    TwinView,
+    activate_version,
+    delete_twin,
+    get_twin,
+    list_twins,
+    parse_twin_id,
+    update_twin,
+)
 
 app = api.make_app(bootstrap.settings)
 # SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
@@ -28,8 +44,9 @@ warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 def _answer(user_id: UUID, job_id: UUID) -> Any:
     logger.append_keys(job_id=str(job_id))
-    job = get_status(user_id, job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(200, StatusResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    job = get_status(user_id, job_id, deps)
+    return api.respond(200, status_answer(job, deps))
 
 
 @app.get("/")
@@ -48,8 +65,9 @@ def status_post() -> Any:
 def cancel_post() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
-    job = cancel_job(who.user_id, request.job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(200, StatusResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    job = cancel_job(who.user_id, request.job_id, deps)
+    return api.respond(200, status_answer(job, deps))
 
 
 def _delete(user_id: UUID, job_id: UUID) -> Any:
@@ -71,6 +89,55 @@ def delete_post() -> Any:
     return _delete(who.user_id, request.job_id)
 
 
+@app.get("/twins")
+def twins_list() -> Any:
+    who = requests.caller(app)
+    views = list_twins(who.user_id, bootstrap.deps(requests.deadline(app)))
+    return api.respond(200, TwinListResponse(twins=[_twin(v) for v in views]))
+
+
+@app.get("/twins/<twin_id>")
+def twin_get(twin_id: str) -> Any:
+    who = requests.caller(app)
+    view = get_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
+    return api.respond(200, _twin(view))
+
+
+@app.patch("/twins/<twin_id>")
+def twin_update(twin_id: str) -> Any:
+    who, body = requests.json_request(app)
+    deps = bootstrap.deps(requests.deadline(app))
+    return api.respond(200, _twin(update_twin(who.user_id, _twin_id(twin_id), body, deps)))
+
+
+@app.put("/twins/<twin_id>/active")
+def twin_activate(twin_id: str) -> Any:
+    who, body = requests.json_request(app)
+    request = requests.parse_model(ActivateRequest, body)
+    deps = bootstrap.deps(requests.deadline(app))
+    view = activate_version(who.user_id, _twin_id(twin_id), request.job_id, deps)
+    return api.respond(200, _twin(view))
+
+
+@app.delete("/twins/<twin_id>")
+def twin_delete(twin_id: str) -> Any:
+    who = requests.caller(app)
+    logger.append_keys(twin_id=twin_id)
+    twin = delete_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
+    # 202 while the sweep still has something to remove; 200 once everything is gone.
+    return api.respond(200 if twin.deleted_at else 202, TwinDeletionResponse.of(twin))
+
+
+def _twin_id(raw: str) -> UUID:
+    twin_id = parse_twin_id(raw)
+    logger.append_keys(twin_id=str(twin_id))
+    return twin_id
+
+
+def _twin(view: TwinView) -> TwinResponse:
+    return TwinResponse.of(view.twin, view.versions)
+
+
 @app.post("/webhooks/replicate")
 def replicate_webhook() -> Any:
     job_id = requests.query_job_id(app)
@@ -78,7 +145,7 @@ def replicate_webhook() -> Any:
     headers = dict(app.current_event.headers or {})
     deps = bootstrap.deps(requests.deadline(app))
     job = apply_webhook(job_id, headers, requests.raw_body(app), deps)
-    return api.respond(200, StatusResponse.of(job))
+    return api.respond(200, status_answer(job, deps))
 
 
 def is_schedule(event: dict[str, Any]) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,26 +9,32 @@ from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
+from shared.adapters.postgrest import PostgrestTable, to_db
 from shared.domain.job import FINAL_STATUSES, Job, JobStatus
 from shared.errors import AppError, ErrorCode, UpstreamError
-from shared.plumbing.deadline import NO_DEADLINE, Deadline
-from shared.plumbing.retry import RETRYABLE_STATUS, call_with_retry, httpx_errors, is_transient
 
 logger = Logger(child=True)
 
 
 TABLE = "ai_training_jobs"
+# The partial unique index that allows one version on its way per twin (twins migration).
+IN_FLIGHT_INDEX = "ai_training_jobs_one_in_flight_per_twin"
 
 
-def to_db(value: Any) -> Any:
-    """JSON-ready values for PostgREST."""
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, JobStatus):
-        return value.value
-    return value
+def _job_changed() -> AppError:
+    # The trigger refused a move: someone else moved the job first.
+    return AppError(
+        ErrorCode.JOB_STATE_CHANGED,
+        "The job changed while we were updating it; fetch its status again.",
+    )
+
+
+def _twin_changed() -> AppError:
+    # The new version's twin is another owner's, or started being deleted meanwhile.
+    return AppError(
+        ErrorCode.TWIN_STATE_CHANGED,
+        "The twin changed while we were adding this version; fetch it again.",
+    )
 
 
 def _matches(job: Job, changes: dict[str, Any]) -> bool:
@@ -38,64 +43,15 @@ def _matches(job: Job, changes: dict[str, Any]) -> bool:
     return all(getattr(expected, k) == getattr(job, k) for k in changes if k in Job.model_fields)
 
 
-# PostgREST's own "database unavailable" codes, and the Postgres classes worth another try:
-# connection exceptions, insufficient resources, operator intervention, serialization, deadlock.
-_POSTGREST_UNAVAILABLE = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003"})
+class PostgrestJobStore(PostgrestTable):
+    """`ai_training_jobs` through PostgREST. Each call is safe to repeat: reads; an insert with
+    our own primary key (a repeat hits 23505 and reads the row back); a compare-and-set PATCH,
+    whose lost answer is recovered by reading the row."""
 
-
-_PG_TRANSIENT_PREFIXES = ("08", "53", "57P", "40001", "40P01")
-
-
-def _db_transient(exc: BaseException) -> bool:
-    """Network trouble, a 5xx/429 answer, or a database error that a retry can clear."""
-    from postgrest.exceptions import APIError
-
-    if is_transient(exc):
-        return True
-    if not isinstance(exc, APIError):
-        return False
-    code = exc.code
-    if code is None:
-        return True  # not PostgREST's answer: a proxy or gateway error page
-    if code.isdigit():  # PostgREST sent no JSON body: the HTTP status stands in for the code
-        return int(code) in RETRYABLE_STATUS
-    return code in _POSTGREST_UNAVAILABLE or code.startswith(_PG_TRANSIENT_PREFIXES)
-
-
-class PostgrestJobStore:
-    """`ai_training_jobs` through PostgREST with the service role (RLS is bypassed by design).
-
-    Every request goes through our bounded retry (`shared.plumbing.retry`) with the client's own retry
-    switched off (it sleeps 1, 2, 4 s on GETs, blind to the invocation's deadline). Each call is
-    safe to repeat: reads; an insert with our own primary key (a repeat hits 23505 and reads the
-    row back); a compare-and-set PATCH, whose lost answer is recovered by reading the row.
-    """
-
-    def __init__(self, connect: Callable[[], Any], deadline: Deadline = NO_DEADLINE):
-        self._connect = connect  # builds (once per container) a postgrest.SyncPostgrestClient
-        self.deadline = deadline
-
-    @functools.cached_property
-    def _client(self) -> Any:
-        return self._connect()
-
-    def _run(self, operation: Any) -> Any:
-        from postgrest.exceptions import APIError
-
-        try:
-            return call_with_retry(operation, deadline=self.deadline, transient=_db_transient)
-        except APIError as exc:
-            if exc.code in ("23514", "P0001"):
-                # The trigger refused a move: someone else moved the job first.
-                raise AppError(
-                    ErrorCode.JOB_STATE_CHANGED,
-                    "The job changed while we were updating it; fetch its status again.",
-                ) from exc
-            if exc.code in ("PGRST301", "42501") or _db_transient(exc):
-                raise UpstreamError("The job database is not available right now.") from exc
-            raise
-        except httpx_errors("TransportError") as exc:
-            raise UpstreamError("The job database is not reachable right now.") from exc
+    def _run(
+        self, operation: Callable[[], Any], refused: Callable[[], AppError] | None = None
+    ) -> Any:
+        return super()._run(operation, refused or _job_changed)
 
     def insert(self, row: dict[str, Any]) -> Job:
         body = {k: to_db(v) for k, v in row.items()}
@@ -104,13 +60,23 @@ class PostgrestJobStore:
         from postgrest.exceptions import APIError
 
         try:
-            res = self._run(lambda: self._client.table(TABLE).insert(body).retry(False).execute())
+            res = self._run(
+                lambda: self._client.table(TABLE).insert(body).retry(False).execute(),
+                _twin_changed,
+            )
         except (APIError, UpstreamError) as exc:
-            # A duplicate key (an earlier attempt landed) or no answer at all: the row may be ours.
+            # A duplicate key (an earlier attempt landed) or no answer at all: the row may be
+            # ours. Only once it is not does a full twin mean the twin is busy.
             if "id" not in row or (isinstance(exc, APIError) and exc.code != "23505"):
                 raise
             if (existing := self.get(UUID(str(row["id"])))) is not None:
                 return existing
+            if isinstance(exc, APIError) and IN_FLIGHT_INDEX in (exc.message or ""):
+                raise AppError(
+                    ErrorCode.TWIN_BUSY,
+                    "This twin already has a version on its way; wait for it to finish (or "
+                    "cancel it) before training another.",
+                ) from exc
             raise
         return Job.model_validate(res.data[0])
 
@@ -250,3 +216,19 @@ class PostgrestJobStore:
         self._run(
             lambda: self._client.table(TABLE).delete().eq("id", str(job_id)).retry(False).execute()
         )
+
+    def list_versions(self, twin_ids: Sequence[UUID]) -> list[Job]:
+        if not twin_ids:
+            return []
+        res = self._run(
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .in_("twin_id", [str(t) for t in twin_ids])
+                .order("twin_id")
+                .order("version")
+                .retry(False)
+                .execute()
+            )
+        )
+        return [Job.model_validate(r) for r in res.data]

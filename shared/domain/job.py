@@ -63,6 +63,10 @@ class Job(BaseModel):
 
     id: UUID
     user_id: UUID
+    # The twin this job is a version of, and its number there (both set by the database on
+    # insert; None only in unit-test rows made without a twin).
+    twin_id: UUID | None = None
+    version: int | None = None
     furrsona_name: str
     status: JobStatus
     progress: int = Field(ge=0, le=100)
@@ -94,18 +98,19 @@ class Job(BaseModel):
     progress_changed_at: datetime | None = None  # set by the database when the job moves forward
 
 
-def validate_furrsona_name(raw: object) -> str:
-    """The name the person gave their twin: required, trimmed, at most 100 characters."""
+def validate_furrsona_name(raw: object, *, field: str = "fursonaName") -> str:
+    """The name the person gave their twin (sent as `field`): required, trimmed, at most 100
+    characters."""
     from shared.errors import AppError, ErrorCode
 
     if not isinstance(raw, str) or not raw.strip():
-        raise AppError(ErrorCode.MISSING_FIELD, "fursonaName is required: give your twin a name.")
+        raise AppError(ErrorCode.MISSING_FIELD, f"{field} is required: give your twin a name.")
     name = raw.strip()
     if len(name) > MAX_NAME_LENGTH:
         raise AppError(
             ErrorCode.INVALID_FIELD,
-            f"fursonaName is {len(name)} characters long; use at most {MAX_NAME_LENGTH}.",
+            f"{field} is {len(name)} characters long; use at most {MAX_NAME_LENGTH}.",
         )
     if any(ord(ch) < 32 for ch in name):
-        raise AppError(ErrorCode.INVALID_FIELD, "fursonaName may not contain control characters.")
+        raise AppError(ErrorCode.INVALID_FIELD, f"{field} may not contain control characters.")
     return name

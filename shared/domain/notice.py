@@ -16,6 +16,7 @@ class CompletionNotice:
     status: JobStatus
     model_version: str | None
     error_message: str | None
+    version: int | None = None  # of the twin; a retrain (2, 3, ...) is news of a new version
 
     @classmethod
     def of(cls, job: Job) -> CompletionNotice:
@@ -26,16 +27,29 @@ class CompletionNotice:
             status=job.status,
             model_version=job.replicate_model_version,
             error_message=job.error_message,
+            version=job.version,
         )
 
     @property
+    def is_retrain(self) -> bool:
+        return (self.version or 1) > 1
+
+    @property
     def subject(self) -> str:
+        if self.status is JobStatus.COMPLETED and self.is_retrain:
+            return f"Version {self.version} of your Flurrty Twin {self.furrsona_name} is ready"
         if self.status is JobStatus.COMPLETED:
             return f"Your Flurrty Twin {self.furrsona_name} is ready"
         return f"Your Flurrty Twin {self.furrsona_name} could not be trained"
 
     @property
     def text(self) -> str:
+        if self.status is JobStatus.COMPLETED and self.is_retrain:
+            return (
+                f"Good news: version {self.version} of your Flurrty Twin {self.furrsona_name} has "
+                "finished training and is now the active one. Open flurrty.me to see it; you "
+                "can go back to an earlier version there at any time.\n"
+            )
         if self.status is JobStatus.COMPLETED:
             return (
                 f"Good news: your Flurrty Twin {self.furrsona_name} has finished training and is "

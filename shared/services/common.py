@@ -8,7 +8,7 @@ import enum
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from aws_lambda_powertools import Logger
@@ -21,6 +21,14 @@ from shared.ports import JobStore, PhotoStore
 logger = Logger(child=True)
 
 R = TypeVar("R")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> UUID: ...
+
+
+Item = TypeVar("Item", bound=HasId)
 
 
 def job_not_found() -> AppError:
@@ -43,23 +51,25 @@ class Attempt(enum.Enum):
 
 
 def for_each_job(
-    jobs: list[Job],
-    work: Callable[[Job], R],
+    jobs: list[Item],
+    work: Callable[[Item], R],
     *,
     deadline: Deadline,
     workers: int,
     failure: str,
-) -> list[tuple[Job, Attempt, R | None]]:
-    """`work` on every job, `workers` at a time, starting none past the deadline; one job's
-    exception is logged as `failure` and never stops the others. Outcomes in `jobs` order."""
+    log_key: str = "job_id",
+) -> list[tuple[Item, Attempt, R | None]]:
+    """`work` on every job (or twin), `workers` at a time, starting none past the deadline; one
+    item's exception is logged as `failure` (with its id under `log_key`) and never stops the
+    others. Outcomes in `jobs` order."""
 
-    def attempt(job: Job) -> tuple[Attempt, R | None]:
+    def attempt(job: Item) -> tuple[Attempt, R | None]:
         if deadline.expired():
             return Attempt.SKIPPED, None
         try:
             return Attempt.DONE, work(job)
         except Exception:
-            logger.exception(failure, extra={"job_id": str(job.id)})
+            logger.exception(failure, extra={log_key: str(job.id)})
             return Attempt.FAILED, None
 
     if not jobs:
@@ -84,8 +94,8 @@ Report = TypeVar("Report", bound=TaskReport)
 
 def tally(
     report: Report,
-    outcomes: list[tuple[Job, Attempt, R | None]],
-    done: Callable[[Report, Job, R], None],
+    outcomes: list[tuple[Item, Attempt, R | None]],
+    done: Callable[[Report, Item, R], None],
 ) -> Report:
     """Count `for_each_job`'s outcomes into `report`, in this thread; `done` counts a success."""
     for job, attempt, result in outcomes:

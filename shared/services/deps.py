@@ -1,4 +1,4 @@
-"""The one dependency container every use case takes: the settings and the four ports.
+"""The one dependency container every use case takes: the settings and the ports.
 
 `shared.bootstrap.deps()` builds it for one invocation, every adapter bound to that invocation's
 deadline; `tests/unit/conftest.py` builds it from in-memory fakes.
@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.plumbing.settings import Settings
-from shared.ports import JobStore, Notifier, PhotoStore, Trainer
+from shared.ports import JobStore, Notifier, PhotoStore, Trainer, TwinStore
 
 
 @dataclass
 class Deps:
     settings: Settings
     jobs: JobStore
+    twins: TwinStore
     photos: PhotoStore
     trainer: Trainer
     # Called at the first notice: with e-mail on, the notifier loads boto3 and builds an SES

@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.contract import CustomizationData
-from shared.domain.caller import Caller
 from shared.domain.job import JobStatus
 from shared.domain.storage_paths import final_photo_path
+from shared.domain.twin import Twin
 from shared.errors import AppError, ErrorCode
 from shared.photos.rules import (
     PHOTO_CONTENT_TYPE,
@@ -127,20 +127,17 @@ def store_photos(
 
 
 def new_job_row(
-    job_id: uuid.UUID,
-    caller: Caller,
-    name: str,
-    customization: dict[str, Any],
-    status: JobStatus,
-    photo_paths: list[str],
+    job_id: uuid.UUID, twin: Twin, status: JobStatus, photo_paths: list[str]
 ) -> dict[str, Any]:
-    """The row a new job starts as (either flow); the caller adds what its flow needs."""
+    """The row a new job (the next version of `twin`) starts as, either flow; the database gives
+    it its version number. The caller adds what its flow needs."""
     return {
         "id": job_id,
-        "user_id": caller.user_id,
-        "furrsona_name": name,
+        "user_id": twin.user_id,
+        "twin_id": twin.id,
+        "furrsona_name": twin.name,
         "status": status,
         "photo_urls": photo_paths,
-        "customization_data": customization,
+        "customization_data": twin.customization_data,
         "created_at": datetime.now(UTC),
     }

@@ -119,15 +119,32 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
 
 
 def delete_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
-    """The owner deletes a job: recorded at once, removed now as far as possible, else by the sweep.
-
-    Idempotent: a repeated delete continues (or reports) the same deletion.
-    """
+    """The owner deletes a job (one version of a twin): recorded at once, removed now as far as
+    possible, else by the sweep. Idempotent: a repeated delete continues (or reports) the same
+    deletion. The twin's active version is not deleted on its own (the database refuses too)."""
     job = owned_job(deps.jobs, job_id, user_id, include_deleted=True)
+    if job.deletion_requested_at is None:
+        refuse_deleting_the_active_version(job, deps)
+    return delete_job_now(job, deps)
+
+
+def delete_job_now(job: Job, deps: Deps) -> Job:
+    """Record the deletion (if not yet) and remove what can be removed now; the rest is the
+    sweep's. Also how a twin's deletion deletes each of its versions."""
     if job.deleted_at is not None:
         return job
     job = _mark_for_deletion(job, deps)
     return _tidy_now(job, deps)
+
+
+def refuse_deleting_the_active_version(job: Job, deps: Deps) -> None:
+    twin = deps.twins.get(job.twin_id) if job.twin_id else None
+    if twin is not None and twin.active_job_id == job.id:
+        raise AppError(
+            ErrorCode.VERSION_ACTIVE,
+            f"Version {job.version} is this twin's active version: activate another version "
+            "first (PUT /twins/{twinId}/active), or delete the whole twin (DELETE /twins/{twinId}).",
+        )
 
 
 def _mark_for_deletion(job: Job, deps: Deps) -> Job:

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from shared.contract import DeclaredPhoto, SignedUploadResponse, UploadTarget
 from shared.domain.caller import Caller
-from shared.domain.job import PROGRESS_UPLOADED, Job, JobStatus, validate_furrsona_name
+from shared.domain.job import PROGRESS_UPLOADED, Job, JobStatus
 from shared.domain.storage_paths import final_photo_path, raw_photo_path, upload_folder
 from shared.errors import AppError, ErrorCode
 from shared.photos.rules import (
@@ -54,9 +54,9 @@ from shared.services.intake import (
     PhotoChecker,
     check_photo_count,
     new_job_row,
-    parse_customization,
     photo_limits,
 )
+from shared.services.twins import drop_twin_if_unused, open_twin, plan_version
 from shared.services.upload_expiry import (
     UPLOAD_EXPIRED_MESSAGE,
     expire_job,
@@ -73,9 +73,10 @@ FALLBACK_UPLOAD_CONTENT_TYPE = "image/jpeg"
 
 
 def create_signed_upload(caller: Caller, body: dict[str, Any], deps: Deps) -> SignedUploadResponse:
+    """A new twin's first version, or with `twinId` the twin's next one: the job (uploading)
+    and one signed upload URL per declared photo."""
     settings = deps.settings
-    name = validate_furrsona_name(body.get("fursonaName"))
-    customization = parse_customization(body.get("customizationData"))
+    plan = plan_version(caller, body.get, deps)
     declared = parse_declared_photos(body.get("photos"), settings)
 
     job_id = uuid.uuid4()
@@ -88,9 +89,15 @@ def create_signed_upload(caller: Caller, body: dict[str, Any], deps: Deps) -> Si
         [now + timedelta(seconds=settings.upload_window_seconds)]
         + [s.expires_at for s in signed if s.expires_at is not None]
     )
+    twin, made = open_twin(caller, plan, deps)
     # While uploading, `photo_urls` holds the raw objects; `complete` puts the NN.jpg paths there.
-    row = new_job_row(job_id, caller, name, customization, JobStatus.UPLOADING, paths)
-    job = deps.jobs.insert({**row, "progress": 0, "upload_expires_at": expires_at})
+    row = new_job_row(job_id, twin, JobStatus.UPLOADING, paths)
+    try:
+        job = deps.jobs.insert({**row, "progress": 0, "upload_expires_at": expires_at})
+    except Exception:
+        if made:
+            drop_twin_if_unused(twin.id, deps)
+        raise
     uploads = [
         UploadTarget(
             photo=index,
@@ -104,6 +111,8 @@ def create_signed_upload(caller: Caller, body: dict[str, Any], deps: Deps) -> Si
     ]
     return SignedUploadResponse(
         job_id=job.id,
+        twin_id=twin.id,
+        version=job.version,
         status=job.status,
         progress=job.progress,
         expires_at=expires_at,
@@ -159,13 +168,13 @@ def complete_signed_upload(caller: Caller, job_id: UUID, deps: Deps) -> Job:
             check_photo_size(stored[path], checker.limits, label=photo_label(index))
         _check_total(sum(stored[p] for p in raw_paths), len(raw_paths), settings)
     except AppError:
-        discard_job(job, jobs, photos)
+        discard_job(job, deps)
         raise
 
     finals: list[str] = []
     for index, raw_path in enumerate(raw_paths, start=1):
         try:
-            finals.append(_store_normalised(job, index, raw_path, checker, jobs, photos))
+            finals.append(_store_normalised(job, index, raw_path, checker, deps))
         except ObjectMissing:
             # Removed since the listing: by a complete that finished first, or by the person.
             current = _as_it_stands(job, jobs, photos, settings, finals)
@@ -197,8 +206,10 @@ def complete_signed_upload(caller: Caller, job_id: UUID, deps: Deps) -> Job:
     return moved
 
 
-def discard_job(job: Job, jobs: JobStore, photos: PhotoStore) -> None:
-    """A refused upload leaves nothing behind: the job's objects, then its row."""
+def discard_job(job: Job, deps: Deps) -> None:
+    """A refused upload leaves nothing behind: the job's objects, then its row (and its twin if
+    it was made for this upload)."""
+    jobs, photos = deps.jobs, deps.photos
     try:
         photos.remove(job_objects(job, photos))
     except Exception:
@@ -220,18 +231,21 @@ def discard_job(job: Job, jobs: JobStore, photos: PhotoStore) -> None:
     except Exception:
         # Still `uploading`: the sweep fails it once its window closes.
         logger.exception("could not delete a refused upload's job", extra={"job_id": str(job.id)})
+        return
+    drop_twin_if_unused(job.twin_id, deps)
 
 
 def _store_normalised(
-    job: Job, index: int, raw_path: str, checker: PhotoChecker, jobs: JobStore, photos: PhotoStore
+    job: Job, index: int, raw_path: str, checker: PhotoChecker, deps: Deps
 ) -> str:
     """Download one raw upload, check and normalise it, store it as `NN.jpg`; a refused photo
     discards the job. The photo's bytes live only in this call."""
+    photos = deps.photos
     data = photos.get(raw_path)
     try:
         jpeg = checker.normalise(index, None, data)
     except AppError:
-        discard_job(job, jobs, photos)
+        discard_job(job, deps)
         raise
     del data  # before the upload of the result
     final = final_photo_path(job.user_id, job.id, index)

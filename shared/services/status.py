@@ -8,6 +8,7 @@ from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
+from shared.contract import StatusResponse
 from shared.domain.claims import stalled_start
 from shared.domain.job import Job, JobStatus
 from shared.domain.progress import plan_update
@@ -125,6 +126,12 @@ def _fail(job: Job, deps: Deps, message: str) -> Job:
         "last_checked_at": datetime.now(UTC),
     }
     return _write(job, changes, deps)  # job.status is TRAINING: refresh returned otherwise
+
+
+def status_answer(job: Job, deps: Deps) -> StatusResponse:
+    """The status answer of a job: with its twin, to say whether it is the active version."""
+    twin = deps.twins.get(job.twin_id) if job.twin_id else None
+    return StatusResponse.of(job, twin)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

@@ -26,6 +26,7 @@ from shared.services.deps import Deps
 from shared.services.notices import send_pending_notices
 from shared.services.privacy import sweep_cleanup
 from shared.services.status import refresh
+from shared.services.twins import sweep_twin_deletions
 from shared.services.upload_expiry import expire_uploads
 
 logger = Logger(child=True)
@@ -77,6 +78,7 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
         ("trainings", lambda: sweep(deps, deadline)),
         ("uploads", lambda: expire_uploads(deps, deadline)),
         ("cleanup", lambda: sweep_cleanup(deps, deadline)),
+        ("twins", lambda: sweep_twin_deletions(deps, deadline)),
         ("notices", lambda: send_pending_notices(deps, deadline)),
     ]
     report: dict[str, Any] = {}

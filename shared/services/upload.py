@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from shared.domain.caller import Caller
-from shared.domain.job import PROGRESS_UPLOADED, Job, JobStatus, validate_furrsona_name
+from shared.domain.job import PROGRESS_UPLOADED, Job, JobStatus
 from shared.plumbing.multipart import Form
 from shared.services.common import remove_quietly
 from shared.services.deps import Deps
@@ -14,32 +13,35 @@ from shared.services.intake import (
     check_photo_count,
     new_job_row,
     normalise_all,
-    parse_customization,
     store_photos,
 )
+from shared.services.twins import VersionPlan, drop_twin_if_unused, open_twin, plan_version
 
 
 def upload_multipart(caller: Caller, form: Form, deps: Deps) -> Job:
-    """Every photo is checked and normalised before anything is stored: a refused upload
-    leaves no row and no object."""
-    name = validate_furrsona_name(form.field("fursonaName"))
-    customization = parse_customization(form.field("customizationData"))
+    """A new twin's first version, or with `twinId` the twin's next one. Every photo is checked
+    and normalised before anything is stored: a refused upload leaves no row and no object."""
+    plan = plan_version(caller, form.field, deps)
     files = form.files("photos", "photos[]")
     check_photo_count(len(files), deps.settings)
     jpegs = normalise_all([(f.filename or "", bytes(f.data)) for f in files], deps.settings)
-    return create_job_with_photos(caller, name, customization, jpegs, deps)
+    return create_job_with_photos(caller, plan, jpegs, deps)
 
 
 def create_job_with_photos(
-    caller: Caller, name: str, customization: dict[str, Any], jpegs: list[bytes], deps: Deps
+    caller: Caller, plan: VersionPlan, jpegs: list[bytes], deps: Deps
 ) -> Job:
-    """Store checked photos at `{user}/{job}/NN.jpg`, then the job (pending, 20 %); a failure on
-    the way removes what was stored."""
+    """Store checked photos at `{user}/{job}/NN.jpg`, then the job (pending, 20 %) as the next
+    version of the plan's twin (made now if new); a failure on the way removes what was made."""
+    twin, made = open_twin(caller, plan, deps)
     job_id = uuid.uuid4()
-    paths = store_photos(deps.photos, caller.user_id, job_id, jpegs)
-    row = new_job_row(job_id, caller, name, customization, JobStatus.PENDING, paths)
+    paths: list[str] = []
     try:
+        paths = store_photos(deps.photos, caller.user_id, job_id, jpegs)
+        row = new_job_row(job_id, twin, JobStatus.PENDING, paths)
         return deps.jobs.insert({**row, "progress": PROGRESS_UPLOADED})
     except Exception:
         remove_quietly(deps.photos, paths)
+        if made:
+            drop_twin_if_unused(twin.id, deps)
         raise

@@ -1,7 +1,10 @@
-"""The chaos run (issue 5): many jobs through the whole flow while a share of every upstream call
-fails, the start function dies at random between its steps, and starts arrive in concurrent
-duplicates. Afterwards the guarantees are checked from the outside: every job final and in the
-state its training says, one training per started job, no row lost, progress never lower.
+"""The chaos run: many jobs through the whole flow while a share of every upstream call fails,
+the start function dies at random between its steps, and starts arrive in concurrent duplicates.
+Then a second wave retrains every completed twin (two retrains at once per twin) through the same
+weather, and people flip between their versions concurrently. Afterwards the guarantees are
+checked from the outside: every job final and in the state its training says, one training per
+started job, no row lost, progress never lower, never two versions of one twin on their way at
+the same time, every version number given once, every active version a completed one of its twin.
 
 The components are the real ones (`PostgrestJobStore`, `SupabasePhotoStore`, `ReplicateTrainer`)
 against a local stack (gateway + Storage emulator + PostgREST + Postgres, Replicate emulator).
@@ -39,6 +42,7 @@ from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_twins import PostgrestTwinStore
 from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
 from shared.adapters.supabase_storage import SupabasePhotoStore
 from shared.domain.caller import Caller
@@ -51,6 +55,7 @@ from shared.services.intake import normalise_all
 from shared.services.start import start_training
 from shared.services.status import get_status
 from shared.services.sweep import sweep_all
+from shared.services.twins import VersionPlan, activate_version
 from shared.services.upload import create_job_with_photos
 from tests.crash import Boundaries, Crash
 from tests.fakes import RecordingNotifier
@@ -109,6 +114,11 @@ class ChaosReport:
     failed: int = 0
     wrong_final_state: int = 0
     progress_regressions: int = 0
+    retrain_attempts: int = 0
+    retrains: int = 0  # versions 2+ created
+    activations: int = 0
+    twins_with_overlapping_versions: int = 0  # two versions of a twin on their way at once
+    lost_versions: int = 0  # a retrain that answered with a job the database does not have
     observations: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -245,7 +255,8 @@ class Components:
             deadline=deadline,
         )
         trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
-        deps = Deps(self.settings, jobs, photos, trainer, make_notifier=RecordingNotifier)
+        twins: Any = PostgrestTwinStore(lambda: self.rest, deadline)
+        deps = Deps(self.settings, jobs, twins, photos, trainer, make_notifier=RecordingNotifier)
         return invocation.deps(deps) if invocation is not None else deps
 
 
@@ -334,6 +345,11 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
             owners = _upload(parts, stack.pg.dsn(), options, pool, observer, report)
             _first_wave(parts, crashes, options, pool, owners, report)
             _until_final(parts, crashes, options, pool, owners, observer, report)
+            retrained = _retrain(parts, stack.pg.dsn(), pool, owners, observer, report)
+            _first_wave(parts, crashes, options, pool, retrained, report)
+            _until_final(parts, crashes, options, pool, retrained, observer, report)
+            owners.update(retrained)
+            _flip_versions(parts, stack.pg.dsn(), pool, owners, report)
     finally:
         observer.stop()
         emulator.faults.clear()
@@ -374,7 +390,9 @@ def _upload(
             attempts[n] += 1
             deps = parts.deps()
             try:
-                job = create_job_with_photos(caller, f"Chaos {n}", {}, jpegs, deps)
+                job = create_job_with_photos(
+                    caller, VersionPlan(f"Chaos {n}", {}, None), jpegs, deps
+                )
             except AppError:
                 continue
             observer.watch(job.id)
@@ -460,6 +478,116 @@ def _until_final(
     report.problems.append(f"not every job was final after {options.give_up_seconds:g} s")
 
 
+def _settled_versions(dsn: str, owners: dict[uuid.UUID, uuid.UUID]) -> list[tuple[Any, ...]]:
+    """(twin, job, owner) of every completed job, read straight from Postgres (no faults)."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        return db.execute(
+            "select twin_id, id, user_id from ai_training_jobs"
+            " where id = any(%s) and status = 'completed' order by twin_id, version",
+            (list(owners),),
+        ).fetchall()
+
+
+def _retrain(
+    parts: Components,
+    dsn: str,
+    pool: ThreadPoolExecutor,
+    owners: dict[uuid.UUID, uuid.UUID],
+    observer: Observer,
+    report: ChaosReport,
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Every completed twin retrained by two requests at once (a double click), each retried
+    until it made a version or learnt the twin already has one on its way."""
+    photos = [(f"p{i}.jpg", make_photo(640, 640, seed=100 + i)) for i in range(3)]
+    jpegs = normalise_all(photos, parts.settings)
+    twins = {twin_id: user_id for twin_id, _, user_id in _settled_versions(dsn, owners)}
+    made: dict[uuid.UUID, uuid.UUID] = {}
+    lock = threading.Lock()
+
+    def retrain(twin_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        caller = Caller(user_id=user_id, claims={})
+        while True:
+            deps = parts.deps()
+            with lock:
+                report.retrain_attempts += 1
+            try:
+                twin = deps.twins.get(twin_id)
+                assert twin is not None
+                plan = VersionPlan(twin.name, twin.customization_data, twin)
+                job = create_job_with_photos(caller, plan, jpegs, deps)
+            except AppError as exc:
+                if exc.code == "twin_busy":
+                    return  # the other request's version is on its way
+                continue
+            observer.watch(job.id)
+            with lock:
+                made[job.id] = user_id
+            return
+
+    wait([pool.submit(retrain, t, u) for t, u in twins.items() for _ in range(2)])
+    report.retrains = len(made)
+    return made
+
+
+def _flip_versions(
+    parts: Components,
+    dsn: str,
+    pool: ThreadPoolExecutor,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    """People flip between their completed versions, three requests per twin at once."""
+    rng = random.Random(7)
+    versions: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for twin_id, job_id, _ in _settled_versions(dsn, owners):
+        versions[twin_id].append(job_id)
+
+    def activate(twin_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        with contextlib.suppress(AppError):
+            activate_version(owners[job_id], twin_id, job_id, parts.deps())
+
+    tasks = [
+        (twin_id, rng.choice(ids)) for twin_id, ids in versions.items() if len(ids) > 1
+        for _ in range(3)
+    ]  # fmt: skip
+    wait([pool.submit(activate, t, j) for t, j in tasks])
+    report.activations = len(tasks)
+
+
+def _verify_twins(
+    db: psycopg.Connection, owners: dict[uuid.UUID, uuid.UUID], report: ChaosReport
+) -> None:
+    rows = db.execute(
+        "select id, twin_id, version, status, created_at, completed_at"
+        " from ai_training_jobs where id = any(%s) order by twin_id, version",
+        (list(owners),),
+    ).fetchall()
+    report.lost_versions = len(set(owners) - {r[0] for r in rows})
+    by_twin: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        by_twin[row[1]].append(row)
+    for twin_id, jobs in by_twin.items():
+        numbers = [j[2] for j in jobs]
+        if len(numbers) != len(set(numbers)):
+            report.problems.append(f"twin {twin_id}: a version number given twice: {numbers}")
+        for earlier, later in itertools.pairwise(jobs):
+            # One on its way at a time: each version ended before the next was made.
+            if earlier[5] is None or later[4] < earlier[5]:
+                report.twins_with_overlapping_versions += 1
+                report.problems.append(f"twin {twin_id}: versions {earlier[2]}, {later[2]} overlap")
+                break
+    active = db.execute(
+        "select t.id, j.status, j.twin_id = t.id from twins t"
+        " join ai_training_jobs j on j.id = t.active_job_id where t.id = any(%s)",
+        (list(by_twin),),
+    ).fetchall()
+    for twin_id, status, same in active:
+        if status != "completed" or not same:
+            report.problems.append(f"twin {twin_id}: active version is {status}")
+    if report.lost_versions:
+        report.problems.append(f"{report.lost_versions} versions answered but not in the database")
+
+
 def _trainings_by_job(emulator: ReplicateEmulator) -> dict[str | None, list[dict[str, Any]]]:
     """Every training on the emulator, grouped by the job named in its webhook URL."""
     state = emulator.state
@@ -482,6 +610,7 @@ def _verify(
     report: ChaosReport,
 ) -> None:
     with psycopg.connect(dsn, autocommit=True) as db:
+        _verify_twins(db, owners, report)
         rows = {
             r[0]: r
             for r in db.execute(

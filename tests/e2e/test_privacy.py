@@ -217,7 +217,12 @@ def test_delete_of_a_completed_job_deletes_its_model_version(
     client = replicate_client(stack, emulator)
     assert on_replicate(client, version_path)
 
-    response = delete_by_post(stack, http, user, completed["jobId"])
+    # It is its twin's active version: alone it is refused; with its twin it goes.
+    refused = delete_by_post(stack, http, user, completed["jobId"])
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "version_active"
+    assert on_replicate(client, version_path)
+    twin = f"{stack.url('check_training_status')}twins/{completed['twinId']}"
+    response = http.delete(twin, headers=user.headers)
     assert response.status_code == 200 and response.json()["deleted"] is True
     assert not on_replicate(client, version_path)
     assert job_row(stack, completed["jobId"])["model_version_deleted_at"] is not None

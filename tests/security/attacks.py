@@ -147,6 +147,15 @@ def job_row(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
     return dict(zip([c.name for c in cursor.description], row, strict=True))
 
 
+def all_twins(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ...]]:
+    """Every twin of these users, with every column an attack could move."""
+    return db.execute(
+        "select id, user_id, name, customization_data, active_job_id, deletion_requested_at,"
+        " updated_at from public.twins where user_id = any(%s::uuid[]) order by id",
+        [user_ids],
+    ).fetchall()
+
+
 def all_jobs(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ...]]:
     """Every job of these users, with every column an attack could move. Scoped to the test's own
     users: trainings left by earlier tests may still be moved by their (genuine) webhooks."""
@@ -162,16 +171,17 @@ def all_jobs(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ...
 
 @dataclass(frozen=True)
 class Route:
-    """One user route of the three Function URLs: where it reads a jobId, whether it takes a
-    `userId`, whether its body is JSON."""
+    """One user route of the three Function URLs: where it reads a jobId (or a twinId), whether
+    it takes a `userId`, whether its body is JSON."""
 
     name: str
     method: str
     function: str
-    path: str = ""  # after the function URL; "{job}" is replaced by the (quoted) jobId
+    path: str = ""  # after the function URL; "{job}" / "{twin}" become the (quoted) id
     job_in: str = ""  # "query", "body", "path" or "" (the route creates the job)
     takes_user_id: bool = True
     json_body: bool = True
+    twin_in: str = ""  # "path" for the twin routes: the id the attack sends is a twinId
 
     def call(
         self,
@@ -181,7 +191,8 @@ class Route:
         job_id: Any = "",
         **fields: Any,
     ) -> httpx.Response:
-        url = stack.url(self.function) + self.path.format(job=quote(str(job_id), safe=""))
+        target = quote(str(job_id), safe="")
+        url = stack.url(self.function) + self.path.format(job=target, twin=target)
         params = {"jobId": job_id} if self.job_in == "query" else None
         if not self.json_body:  # the multipart upload
             form = {"fursonaName": "Ember", **fields}
@@ -192,6 +203,10 @@ class Route:
         if self.name == "uploads":
             body.setdefault("fursonaName", "Ember")
             body.setdefault("photos", DECLARED_PHOTOS)
+        if self.name == "twin-update":
+            body.setdefault("name", "Mine now")
+        if self.name == "twin-activate":
+            body.setdefault("jobId", str(uuid.uuid4()))
         if self.method in ("GET", "DELETE") and not body:
             return http.request(self.method, url, headers=headers, params=params)
         return http.request(self.method, url, headers=headers, params=params, json=body)
@@ -211,6 +226,11 @@ ROUTES = [
     Route("cancel", "POST", STATUS, "cancel", job_in="body"),
     Route("delete", "DELETE", STATUS, job_in="query", takes_user_id=False),
     Route("delete-post", "POST", STATUS, "delete", job_in="body"),
+    Route("twins", "GET", STATUS, "twins", takes_user_id=False),
+    Route("twin-get", "GET", STATUS, "twins/{twin}", twin_in="path", takes_user_id=False),
+    Route("twin-update", "PATCH", STATUS, "twins/{twin}", twin_in="path"),
+    Route("twin-activate", "PUT", STATUS, "twins/{twin}/active", twin_in="path"),
+    Route("twin-delete", "DELETE", STATUS, "twins/{twin}", twin_in="path", takes_user_id=False),
 ]
 
 
@@ -246,6 +266,7 @@ def each(routes: list[Route]) -> list[Any]:
 
 
 JOB_ROUTES = [r for r in ROUTES if r.job_in]
+TWIN_ROUTES = [r for r in ROUTES if r.twin_in]
 USER_ID_ROUTES = [r for r in ROUTES if r.takes_user_id]
 JSON_ROUTES = [r for r in ROUTES if r.json_body and r.method == "POST"]
 

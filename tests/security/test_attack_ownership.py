@@ -20,10 +20,13 @@ from shared.api.requests import MAX_JSON_BODY_BYTES
 from tests.security.attacks import (
     JOB_ROUTES,
     JSON_ROUTES,
+    STATUS,
+    TWIN_ROUTES,
     UPLOAD,
     USER_ID_ROUTES,
     Route,
     all_jobs,
+    all_twins,
     deliver,
     each,
     error_of,
@@ -38,6 +41,7 @@ class Scene:
     owner: User
     stranger: User
     job: str  # the owner's pending job, photos uploaded: a start would really train it
+    twin: str  # its twin
 
 
 @pytest.fixture
@@ -50,7 +54,7 @@ def scene(stack: LocalStack, http: httpx.Client, make_user) -> Scene:
         files=photo_files(3),
     )
     assert response.status_code == 201, response.text
-    return Scene(owner, stranger, response.json()["jobId"])
+    return Scene(owner, stranger, response.json()["jobId"], response.json()["twinId"])
 
 
 @dataclass
@@ -67,13 +71,15 @@ class Untouched:
         return self
 
     def __enter__(self) -> Untouched:
-        self.rows = all_jobs(self.db, self.user_ids)
+        self.rows = all_jobs(self.db, self.user_ids), all_twins(self.db, self.user_ids)
         self.replicate_calls = sum(self.emulator.calls.values())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            assert all_jobs(self.db, self.user_ids) == self.rows
+            assert (all_jobs(self.db, self.user_ids), all_twins(self.db, self.user_ids)) == (
+                self.rows
+            )
             assert sum(self.emulator.calls.values()) == self.replicate_calls
 
 
@@ -94,6 +100,19 @@ def test_another_users_job_is_a_404_like_a_missing_one(
         missing = route.call(http, stack, scene.stranger.headers, str(uuid.uuid4()))
     assert error_of(foreign) == (404, "job_not_found")
     assert foreign.json() == missing.json()  # nothing tells the stranger the job exists
+
+
+@pytest.mark.parametrize("route", each(TWIN_ROUTES))
+def test_another_users_twin_is_a_404_like_a_missing_one(
+    stack: LocalStack, http: httpx.Client, scene: Scene, untouched: Untouched, route: Route
+):
+    with untouched(scene.owner, scene.stranger):  # not read, renamed, activated nor deleted
+        foreign = route.call(http, stack, scene.stranger.headers, scene.twin)
+        missing = route.call(http, stack, scene.stranger.headers, str(uuid.uuid4()))
+    assert error_of(foreign) == (404, "twin_not_found")
+    assert foreign.json() == missing.json()
+    listed = http.get(stack.url(STATUS) + "twins", headers=scene.stranger.headers)
+    assert listed.status_code == 200 and listed.json() == {"twins": []}
 
 
 # --------------------------------------------------------------------------- userId mismatch
@@ -307,3 +326,14 @@ def test_postgrest_filters_cannot_widen_a_users_view(
         )
         assert response.status_code in (401, 403) or response.json() == [], response.text
     assert all_jobs(db, everyone) == rows
+
+
+@pytest.mark.parametrize("raw", TRAVERSALS + INJECTIONS)
+def test_a_twin_id_that_is_not_a_uuid_is_400_on_every_twin_route(
+    stack: LocalStack, http: httpx.Client, scene: Scene, untouched: Untouched, raw: str
+):
+    twin_id = raw.format(victim=scene.twin)
+    with untouched(scene.owner, scene.stranger):
+        answers = refusals(http, stack, TWIN_ROUTES, scene.stranger.headers, twin_id)
+    allowed = {(400, "invalid_twin_id"), (404, "route_not_found")}  # a "/" in it: another path
+    assert set(answers.values()) <= allowed, answers

@@ -17,10 +17,11 @@ from devstack.postgrest import LocalPostgrest
 from devstack.schema import create_user
 from devstack.tokens import service_role_key
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_twins import PostgrestTwinStore
 from shared.domain.job import JobStatus
 from shared.errors import AppError
-from shared.ports import JobStore
-from tests.fakes import InMemoryJobStore
+from shared.ports import JobStore, TwinStore
+from tests.fakes import InMemoryJobStore, InMemoryTwinStore
 
 pytestmark = pytest.mark.stack
 
@@ -220,3 +221,99 @@ def test_a_deleted_row_is_gone(store: tuple[JobStore, NewUser]) -> None:
     jobs.delete(job.id)
     assert jobs.get(job.id) is None
     jobs.delete(job.id)  # again: nothing to do, no error
+
+
+# --- twins: the TwinStore port and the rules it shares with the job store -------------------------
+
+
+@pytest.fixture(params=["memory", "postgrest"])
+def twin_stores(
+    request: pytest.FixtureRequest, pg: LocalPostgres, rest: LocalPostgrest, jwt_secret: str
+) -> Iterator[tuple[JobStore, TwinStore, NewUser]]:
+    if request.param == "memory":
+        jobs = InMemoryJobStore()
+        yield jobs, InMemoryTwinStore(jobs), uuid.uuid4
+        return
+    key = service_role_key(jwt_secret)
+    client = SyncPostgrestClient(
+        rest.url, headers={"apikey": key, "Authorization": f"Bearer {key}"}, retry_enabled=False
+    )
+    yield (
+        PostgrestJobStore(lambda: client),
+        PostgrestTwinStore(lambda: client),
+        lambda: uuid.UUID(create_user(pg.dsn())),
+    )
+
+
+def new_twin(twins: TwinStore, user: uuid.UUID, name: str = "Ember") -> Any:
+    return twins.insert({"id": uuid.uuid4(), "user_id": user, "name": name})
+
+
+def version_of(jobs: JobStore, twin: Any, user: uuid.UUID) -> Any:
+    return new_job(jobs, user, twin_id=twin.id, furrsona_name=twin.name)
+
+
+def test_versions_are_numbered_within_their_twin(
+    twin_stores: tuple[JobStore, TwinStore, NewUser],
+) -> None:
+    jobs, twins, user = twin_stores
+    owner = user()
+    twin = new_twin(twins, owner)
+    first = walk(jobs, version_of(jobs, twin, owner), (JobStatus.FAILED, 20))
+    second = version_of(jobs, twin, owner)
+    assert (first.twin_id, first.version, second.version) == (twin.id, 1, 2)
+    assert [j.version for j in jobs.list_versions([twin.id])] == [1, 2]
+    again = twins.insert({"id": twin.id, "user_id": owner, "name": "Other"})
+    assert again.name == "Ember"  # our own key again: the row it made
+
+
+def test_one_version_on_its_way_per_twin(twin_stores: tuple[JobStore, TwinStore, NewUser]) -> None:
+    jobs, twins, user = twin_stores
+    owner = user()
+    twin = new_twin(twins, owner)
+    version_of(jobs, twin, owner)
+    with pytest.raises(AppError) as info:
+        version_of(jobs, twin, owner)
+    assert info.value.code == "twin_busy"
+    with pytest.raises(AppError) as info:  # not on someone else's twin either
+        version_of(jobs, new_twin(twins, owner), user())
+    assert info.value.code == "twin_state_changed"
+
+
+def test_completion_activates_and_only_a_completed_version_can_be_active(
+    twin_stores: tuple[JobStore, TwinStore, NewUser],
+) -> None:
+    jobs, twins, user = twin_stores
+    owner = user()
+    twin = new_twin(twins, owner)
+    v1 = walk(jobs, version_of(jobs, twin, owner), (JobStatus.TRAINING, 30))
+    done = jobs.update(
+        v1.id, {"status": JobStatus.COMPLETED, "progress": 100, "replicate_model_version": "o/m:1"}
+    )
+    assert done is not None and twins.get(twin.id).active_job_id == v1.id  # type: ignore[union-attr]
+    v2 = version_of(jobs, twin, owner)
+    with pytest.raises(AppError) as info:
+        twins.update(twin.id, {"active_job_id": v2.id})
+    assert info.value.code == "twin_state_changed"
+    assert twins.get(twin.id).active_job_id == v1.id  # type: ignore[union-attr]
+    with pytest.raises(AppError):  # the active version is not deleted
+        jobs.update(v1.id, {"deletion_requested_at": datetime.now(UTC)})
+
+
+def test_twins_listed_deleted_and_due(twin_stores: tuple[JobStore, TwinStore, NewUser]) -> None:
+    jobs, twins, user = twin_stores
+    owner = user()
+    older, newer = new_twin(twins, owner, "Older"), new_twin(twins, owner, "Newer")
+    going = new_twin(twins, owner, "Going")
+    twins.update(going.id, {"deletion_requested_at": datetime.now(UTC)})
+    assert [t.id for t in twins.list_owned(owner)] == [newer.id, older.id]
+    assert going.id in [t.id for t in twins.list_deletion_due(1000)]
+    with pytest.raises(AppError):  # a deletion is never withdrawn
+        twins.update(going.id, {"deletion_requested_at": None})
+    twins.update(going.id, {"deleted_at": datetime.now(UTC)})
+    assert going.id not in [t.id for t in twins.list_deletion_due(1000)]
+    version_of(jobs, older, owner)
+    with pytest.raises(AppError):  # a twin with a version stays
+        twins.delete(older.id)
+    twins.delete(newer.id)
+    assert twins.get(newer.id) is None and twins.get(older.id) is not None

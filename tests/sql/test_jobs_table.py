@@ -66,6 +66,9 @@ ADDED_COLUMNS = {
     "photos_deleted_at": "timestamp with time zone",
     "replicate_file_deleted_at": "timestamp with time zone",
     "model_version_deleted_at": "timestamp with time zone",
+    # twins: the twin this job is a version of, and its number there
+    "twin_id": "uuid",
+    "version": "integer",
 }
 
 
@@ -75,6 +78,16 @@ def user_id(pg: LocalPostgres) -> str:
 
 
 def insert_job(db: psycopg.Connection, user_id: str, **values: Any) -> dict[str, Any]:
+    """A job as version 1 of a twin of its own (made here, so the job's own checks are the ones
+    a bad value meets)."""
+    if "twin_id" not in values:
+        twin = db.execute(
+            "insert into public.twins (user_id, name) values (%s, 'Biscuit') returning id",
+            [user_id],
+        ).fetchone()
+        assert twin is not None
+        values["twin_id"] = twin[0]
+        values.setdefault("version", 1)  # what the insert trigger sets (needed with triggers off)
     values = {"user_id": user_id, "furrsona_name": "Biscuit", **values}
     cols = ", ".join(values)
     marks = ", ".join(["%s"] * len(values))

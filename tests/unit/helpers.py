@@ -12,7 +12,13 @@ from shared.errors import AppError
 from shared.plumbing.settings import Settings, settings_from_env
 from shared.ports import Notifier, Trainer
 from shared.services.deps import Deps
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, RecordingNotifier
+from tests.fakes import (
+    FakeTrainer,
+    InMemoryJobStore,
+    InMemoryPhotoStore,
+    InMemoryTwinStore,
+    RecordingNotifier,
+)
 
 JWT_SECRET = "unit-test-secret-unit-test-secret-0123456789"
 SUPABASE_URL = "http://supabase.test"
@@ -41,9 +47,11 @@ def make_deps(
 ) -> Deps:
     """Deps over in-memory fakes (the database's rules included), `settings` overriding."""
     notices = notifier or RecordingNotifier()
+    jobs = InMemoryJobStore()
     return Deps(
         settings=make_settings(**settings),
-        jobs=InMemoryJobStore(),
+        jobs=jobs,
+        twins=InMemoryTwinStore(jobs),
         photos=InMemoryPhotoStore(),
         trainer=trainer or FakeTrainer(),
         make_notifier=lambda: notices,

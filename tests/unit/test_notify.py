@@ -27,7 +27,7 @@ from shared.errors import UpstreamError
 from shared.ports import NoticeUndeliverable, Notifier
 from shared.services.deps import Deps
 from shared.services.notices import NoticeReport, notify_once, send_pending_notices
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore
+from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, InMemoryTwinStore
 from tests.unit.helpers import make_settings
 
 SENDER = "Flurrty <twins@flurrty.test>"
@@ -199,7 +199,10 @@ def test_an_auth_error_is_an_upstream_error_not_a_crash():
 
 
 def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
-    return Deps(make_settings(), store, InMemoryPhotoStore(), FakeTrainer(), lambda: notifier)
+    twins = store.twins or InMemoryTwinStore(store)
+    return Deps(
+        make_settings(), store, twins, InMemoryPhotoStore(), FakeTrainer(), lambda: notifier
+    )
 
 
 # --- exactly once --------------------------------------------------------------------------------

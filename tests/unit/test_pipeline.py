@@ -21,6 +21,7 @@ from shared.services.intake import normalise_all
 from shared.services.start import start_training
 from shared.services.status import get_status, refresh
 from shared.services.sweep import sweep
+from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos, upload_multipart
 from tests.unit.helpers import raises_status
 
@@ -51,7 +52,7 @@ PHOTOS = [(f"p{i}.jpg", make_photo(640, 640, seed=i)) for i in range(3)]
 
 def _new_job(deps: Deps, caller: Caller):
     jpegs = normalise_all(PHOTOS, deps.settings)
-    return create_job_with_photos(caller, "Ember", {}, jpegs, deps)
+    return create_job_with_photos(caller, VersionPlan("Ember", {}, None), jpegs, deps)
 
 
 def test_multipart_upload_stores_normalised_photos_and_creates_a_pending_job(deps):

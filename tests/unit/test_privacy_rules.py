@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.sample_photos import make_photo
+from shared.domain.caller import Caller
 from shared.domain.job import Job, JobStatus
+from shared.domain.twin import Twin
 from shared.errors import UpstreamError
 from shared.plumbing.deadline import Deadline
 from shared.services.deps import Deps
@@ -22,6 +24,7 @@ from shared.services.privacy import (
 )
 from shared.services.start import start_training
 from shared.services.status import get_status
+from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos
 from tests.fakes import FakeTrainer, InMemoryJobStore
 from tests.unit.helpers import raises_status
@@ -35,25 +38,34 @@ def sweep(deps: Deps):
     return sweep_cleanup(deps, Deadline(30))
 
 
-def new_job(deps: Deps, user_id: uuid.UUID) -> Job:
-    from shared.domain.caller import Caller
-
+def new_job(deps: Deps, user_id: uuid.UUID, twin: Twin | None = None) -> Job:
+    """A pending job: a new twin's first version, or the next version of `twin`."""
     caller = Caller(user_id=user_id, claims={})
     jpegs = normalise_all(PHOTOS, deps.settings)
-    return create_job_with_photos(caller, "Ember", {"type": "fox"}, jpegs, deps)
+    return create_job_with_photos(caller, VersionPlan("Ember", {"type": "fox"}, twin), jpegs, deps)
 
 
-def training_job(deps: Deps, user_id: uuid.UUID) -> Job:
-    return start_training(user_id, new_job(deps, user_id).id, deps)
+def training_job(deps: Deps, user_id: uuid.UUID, twin: Twin | None = None) -> Job:
+    return start_training(user_id, new_job(deps, user_id, twin).id, deps)
 
 
-def completed_job(deps: Deps, user_id: uuid.UUID) -> Job:
-    job = training_job(deps, user_id)
+def completed_job(deps: Deps, user_id: uuid.UUID, twin: Twin | None = None) -> Job:
+    job = training_job(deps, user_id, twin)
     assert isinstance(deps.trainer, FakeTrainer) and job.replicate_training_id
     deps.trainer.set(job.replicate_training_id, status="succeeded", output={"version": VERSION})
     done = get_status(user_id, job.id, deps)
     assert done.status is JobStatus.COMPLETED
     return done
+
+
+def superseded_job(deps: Deps, user_id: uuid.UUID) -> Job:
+    """A completed version that is no longer active: version 2 of its twin completed after it."""
+    first = completed_job(deps, user_id)
+    twin = deps.twins.get(first.twin_id)  # type: ignore[arg-type]
+    assert twin is not None
+    second = completed_job(deps, user_id, twin)
+    assert deps.twins.get(twin.id).active_job_id == second.id  # type: ignore[union-attr]
+    return row(deps, first.id)
 
 
 def row(deps: Deps, job_id: uuid.UUID) -> Job:
@@ -137,12 +149,14 @@ def test_cancel_during_a_start_stops_the_training_the_start_creates_afterwards(
 
 def test_delete_removes_everything_and_anonymises_the_row(deps):
     owner = uuid.uuid4()
-    job = completed_job(deps, owner)
+    job = superseded_job(deps, owner)
+    photos_of_the_other_version = {p for p in deps.photos.objects if str(job.id) not in p}
     deleted = delete_job(owner, job.id, deps)
     assert deleted.deleted_at and deleted.deletion_requested_at
     assert deleted.photos_deleted_at and deleted.replicate_file_deleted_at
     assert deleted.model_version_deleted_at and deps.trainer.deleted_versions == [VERSION]
-    assert deps.photos.objects == {} and deps.trainer.files == {}
+    assert set(deps.photos.objects) == photos_of_the_other_version
+    assert not any(str(job.id) in f for f in deps.trainer.files)
     assert deleted.furrsona_name == DELETED_NAME
     assert deleted.customization_data == {} and deleted.photo_urls == []
     assert deleted.status is JobStatus.COMPLETED  # the status machine is untouched
@@ -165,7 +179,7 @@ def test_delete_during_training_cancels_it_first(deps):
 
 def test_a_delete_while_replicate_fails_is_finished_by_the_sweep(deps, monkeypatch):
     owner = uuid.uuid4()
-    job = completed_job(deps, owner)
+    job = superseded_job(deps, owner)
 
     def down(*args):
         raise UpstreamError("Replicate failed")
@@ -175,7 +189,8 @@ def test_a_delete_while_replicate_fails_is_finished_by_the_sweep(deps, monkeypat
         pending = delete_job(owner, job.id, deps)
         assert pending.deletion_requested_at and pending.deleted_at is None
         # What could be removed is removed and stamped; the job is already hidden.
-        assert pending.photos_deleted_at and deps.photos.objects == {}
+        assert pending.photos_deleted_at
+        assert not any(str(job.id) in p for p in deps.photos.objects)
         assert pending.replicate_file_deleted_at and pending.model_version_deleted_at is None
         with raises_status(404):
             get_status(owner, job.id, deps)

@@ -22,7 +22,13 @@ from shared.plumbing.settings import Settings
 from shared.services.deps import Deps
 from shared.services.signed_upload import complete_signed_upload, create_signed_upload
 from shared.services.upload_expiry import UPLOAD_GRACE, expire_job, expire_uploads
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, RecordingNotifier
+from tests.fakes import (
+    FakeTrainer,
+    InMemoryJobStore,
+    InMemoryPhotoStore,
+    InMemoryTwinStore,
+    RecordingNotifier,
+)
 from tests.unit.helpers import make_settings
 
 SETTINGS = make_settings()
@@ -34,7 +40,10 @@ class Env:
         self.settings = settings
         self.jobs = InMemoryJobStore()
         self.photos = InMemoryPhotoStore()
-        self.deps = Deps(settings, self.jobs, self.photos, FakeTrainer(), RecordingNotifier)
+        self.twins = InMemoryTwinStore(self.jobs)
+        self.deps = Deps(
+            settings, self.jobs, self.twins, self.photos, FakeTrainer(), RecordingNotifier
+        )
         self.caller = Caller(user_id=uuid.uuid4(), claims={})
 
     def create(self, photos: list[dict[str, Any]] | None = None, **body: Any) -> Any:
