@@ -1,6 +1,7 @@
-"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's cancel
-(POST /cancel) and delete (DELETE /?jobId=, POST /delete), Replicate's webhooks
-(POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
+"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's job list
+(GET /jobs), cancel (POST /cancel) and delete (DELETE /?jobId=, POST /delete), Replicate's
+webhooks (POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job. The
+routes, their bodies and error codes: `shared.contract`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from uuid import UUID
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
+from shared import bootstrap, contract
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import DeletionResponse, StatusResponse
+from shared.contract import DeletionResponse
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
+from shared.services.listing import list_jobs
 from shared.services.privacy import cancel_job, delete_job
 from shared.services.status import apply_webhook, get_status
 from shared.services.sweep import sweep_all
@@ -28,28 +30,38 @@ warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 def _answer(user_id: UUID, job_id: UUID) -> Any:
     logger.append_keys(job_id=str(job_id))
-    job = get_status(user_id, job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(200, StatusResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    return api.respond_status(get_status(user_id, job_id, deps), deps.settings)
 
 
-@app.get("/")
+@app.handle(contract.GET_STATUS)
 def status_get() -> Any:
     who = requests.caller(app)
     return _answer(who.user_id, requests.query_job_id(app))
 
 
-@app.post("/")
+@app.handle(contract.POST_STATUS)
 def status_post() -> Any:
     who, request = requests.job_request(app)
     return _answer(who.user_id, request.job_id)
 
 
-@app.post("/cancel")
+@app.handle(contract.LIST_JOBS)
+def jobs_get() -> Any:
+    who = requests.caller(app)
+    query = app.current_event.get_query_string_value
+    page = list_jobs(
+        who.user_id, query("limit"), query("cursor"), bootstrap.deps(requests.deadline(app))
+    )
+    return api.respond(200, page)
+
+
+@app.handle(contract.CANCEL_JOB)
 def cancel_post() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
-    job = cancel_job(who.user_id, request.job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(200, StatusResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    return api.respond_status(cancel_job(who.user_id, request.job_id, deps), deps.settings)
 
 
 def _delete(user_id: UUID, job_id: UUID) -> Any:
@@ -59,26 +71,26 @@ def _delete(user_id: UUID, job_id: UUID) -> Any:
     return api.respond(200 if job.deleted_at else 202, DeletionResponse.of(job))
 
 
-@app.delete("/")
+@app.handle(contract.DELETE_JOB)
 def delete_query() -> Any:
     who = requests.caller(app)
     return _delete(who.user_id, requests.query_job_id(app))
 
 
-@app.post("/delete")
+@app.handle(contract.DELETE_JOB_POST)
 def delete_post() -> Any:
     who, request = requests.job_request(app)
     return _delete(who.user_id, request.job_id)
 
 
-@app.post("/webhooks/replicate")
+@app.handle(contract.REPLICATE_WEBHOOK)
 def replicate_webhook() -> Any:
     job_id = requests.query_job_id(app)
     logger.append_keys(job_id=str(job_id))
     headers = dict(app.current_event.headers or {})
     deps = bootstrap.deps(requests.deadline(app))
     job = apply_webhook(job_id, headers, requests.raw_body(app), deps)
-    return api.respond(200, StatusResponse.of(job))
+    return api.respond_status(job, deps.settings)
 
 
 def is_schedule(event: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ from shared.domain.job import FINAL_STATUSES, Job, JobStatus
 from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.plumbing.deadline import NO_DEADLINE, Deadline
 from shared.plumbing.retry import RETRYABLE_STATUS, call_with_retry, httpx_errors, is_transient
+from shared.ports import JobPosition
 
 logger = Logger(child=True)
 
@@ -30,6 +31,11 @@ def to_db(value: Any) -> Any:
     if isinstance(value, JobStatus):
         return value.value
     return value
+
+
+def _timestamp(value: datetime) -> str:
+    """A time for a PostgREST filter value: UTC, microseconds, no `+` to be mangled in a URL."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _matches(job: Job, changes: dict[str, Any]) -> bool:
@@ -191,6 +197,31 @@ class PostgrestJobStore:
         )
         return [Job.model_validate(r) for r in res.data]
 
+    def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
+        def query() -> Any:
+            query = (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("user_id", str(user_id))
+                .is_("deletion_requested_at", "null")
+            )
+            if after is not None:
+                # Keyset: older than the last job shown, or as old with a smaller id (the
+                # (user_id, created_at desc) index serves it).
+                at = _timestamp(after.created_at)
+                query = query.or_(
+                    f'created_at.lt."{at}",and(created_at.eq."{at}",id.lt.{after.job_id})'
+                )
+            return (
+                query.order("created_at", desc=True)
+                .order("id", desc=True)
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+
+        return [Job.model_validate(r) for r in self._run(query).data]
+
     def compare_and_set(
         self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
     ) -> bool:
@@ -224,7 +255,7 @@ class PostgrestJobStore:
 
     def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
         # One query; each branch has a partial index (privacy migration).
-        cutoff = retention_cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cutoff = _timestamp(retention_cutoff)
         final = "status.in.(completed,failed)"
         condition = ",".join(
             (

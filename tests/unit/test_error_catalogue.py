@@ -101,7 +101,15 @@ def expected_codes() -> Iterator[tuple[str, str]]:
 # Codes that tests compare against and that are not ours: Postgres SQLSTATEs, Storage's and
 # Replicate's own error codes (the emulators' conformance tests), Supabase Auth's.
 FOREIGN = re.compile(r"^([0-9A-Z]{5}|PGRST\d+|[A-Z][A-Za-z]+)$")
-SUPABASE_AUTH_CODES = {"user_not_found", "not_admin"}
+SUPABASE_AUTH_CODES = {
+    "user_not_found",
+    "not_admin",
+    # the local sign-up and sign-in (tests/e2e/test_local_auth.py)
+    "email_address_invalid",
+    "invalid_credentials",
+    "user_already_exists",
+    "weak_password",
+}
 
 
 def test_every_code_the_tests_expect_is_in_the_catalogue() -> None:
