@@ -29,7 +29,12 @@ from shared.errors import ErrorCode
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        defer_build=True,
+        # An answer always carries every field (defaults included): required in its schema.
+        json_schema_serialization_defaults_required=True,
     )
 
 
@@ -56,6 +61,8 @@ class JobRequest(CamelModel):
 
 
 class UploadResponse(CamelModel):
+    """The job, its photos stored (pending, 20)."""
+
     job_id: UUID
     photo_urls: list[str]  # object paths in the private bucket, never public URLs
     status: JobStatus
@@ -69,6 +76,8 @@ class UploadResponse(CamelModel):
 
 
 class StartResponse(CamelModel):
+    """The job as the start leaves it: training (or completed already)."""
+
     job_id: UUID
     training_id: str | None
     status: JobStatus
@@ -85,6 +94,8 @@ class StartResponse(CamelModel):
 
 
 class StatusResponse(CamelModel):
+    """The job's status, progress and result, and when to ask again."""
+
     job_id: UUID
     status: JobStatus
     progress: int
@@ -140,6 +151,8 @@ class JobSummary(CamelModel):
 
 
 class JobList(CamelModel):
+    """A page of the caller's jobs, newest first."""
+
     jobs: list[JobSummary]  # newest first
     next_cursor: str | None  # pass as `cursor` for the next page; null on the last page
 
@@ -170,6 +183,8 @@ class UploadTarget(CamelModel):
 
 
 class SignedUploadResponse(CamelModel):
+    """The job (uploading) and where to PUT each photo."""
+
     job_id: UUID
     status: JobStatus
     progress: int
@@ -178,6 +193,8 @@ class SignedUploadResponse(CamelModel):
 
 
 class DeletionResponse(CamelModel):
+    """How far the deletion is: `deleted` once nothing of the job is left."""
+
     job_id: UUID
     deleted: bool  # false while something is still left for the sweep to remove
     deletion_requested_at: datetime | None
@@ -350,7 +367,7 @@ CREATE_SIGNED_UPLOAD = route(
     "Create a job and one signed upload URL per photo (phone-sized photos)",
     Auth.USER,
     {201: SignedUploadResponse},
-    _USER | _JSON | _NEW_JOB | {E.PHOTO_TOO_LARGE, E.PHOTOS_TOO_LARGE},
+    _USER | _JSON | _NEW_JOB | {E.PHOTO_TOO_LARGE, E.EMPTY_FILE, E.PHOTOS_TOO_LARGE},
     body=SignedUploadRequest,
     body_limit=MAX_JSON_BODY_BYTES,
     description="PUT each photo to its `url` with `Content-Type: contentType` (no Authorization "

@@ -169,7 +169,7 @@ class Route:
     method: str
     function: str
     path: str = ""  # after the function URL; "{job}" is replaced by the (quoted) jobId
-    job_in: str = ""  # "query", "body", "path" or "" (the route creates the job)
+    job_in: str = ""  # "query", "body", "path" or "" (none: it creates a job, or lists them)
     takes_user_id: bool = True
     json_body: bool = True
 
@@ -211,6 +211,7 @@ ROUTES = [
     Route("cancel", "POST", STATUS, "cancel", job_in="body"),
     Route("delete", "DELETE", STATUS, job_in="query", takes_user_id=False),
     Route("delete-post", "POST", STATUS, "delete", job_in="body"),
+    Route("jobs", "GET", STATUS, "jobs", takes_user_id=False),
 ]
 
 
