@@ -51,19 +51,21 @@ def route_table() -> str:
         )
         rows.append(
             f"| {URL_OF[route.function]} | `{route.method} {route.path}` | {AUTH[route.auth]} "
-            f"| {', '.join(takes) or '–'} | {answers} | {route.summary} |"
+            f"| {', '.join(takes) or 'nothing'} | {answers} | {route.summary} |"
         )
     return "\n".join(rows)
 
 
 def routes_answering(code: ErrorCode) -> str:
+    if code is ErrorCode.ROUTE_NOT_FOUND:
+        return "any path or method a URL does not have"
     on = [r for r in ROUTES if code in r.errors]
     user_routes = [r for r in ROUTES if r.auth is Auth.USER]
     if len(on) == len(ROUTES):
         return "every route"
     if on == user_routes:
         return "every user route"
-    return ", ".join(where(r) for r in on) or "–"
+    return ", ".join(where(r) for r in on)
 
 
 def error_table() -> str:
