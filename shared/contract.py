@@ -476,6 +476,7 @@ DELETE_JOB_POST = route(
     body_limit=MAX_JSON_BODY_BYTES,
     description=_DELETE_DESCRIPTION,
 )
+LIST_JOBS_LIMIT_DEFAULT = 20
 LIST_JOBS_LIMIT_MAX = 100
 LIST_JOBS = route(
     STATUS,
@@ -491,7 +492,12 @@ LIST_JOBS = route(
             "limit",
             "query",
             f"Jobs per page, 1-{LIST_JOBS_LIMIT_MAX}.",
-            {"type": "integer", "minimum": 1, "maximum": LIST_JOBS_LIMIT_MAX, "default": 20},
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": LIST_JOBS_LIMIT_MAX,
+                "default": LIST_JOBS_LIMIT_DEFAULT,
+            },
             required=False,
         ),
         Param(

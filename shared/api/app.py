@@ -22,6 +22,8 @@ from shared.errors import AppError, ConfigError, ErrorCode
 from shared.plumbing.observability import logger
 from shared.plumbing.settings import Settings
 
+H = TypeVar("H", bound=Callable[..., Any])
+
 
 class FunctionUrlApp(LambdaFunctionUrlResolver):
     """Powertools' Function URL resolver that also knows where this container's settings come
@@ -36,9 +38,6 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
         """Register the decorated function as the handler of `route` (from `shared.contract`)."""
         decorate: Callable[[H], H] = self.route(rule=route.rule, method=route.method)
         return decorate
-
-
-H = TypeVar("H", bound=Callable[..., Any])
 
 
 def error_response(error: ErrorCode, message: str) -> Response[Any]:

@@ -8,12 +8,10 @@ import json
 from datetime import datetime
 from uuid import UUID
 
-from shared.contract import LIST_JOBS_LIMIT_MAX, JobList, JobSummary
+from shared.contract import LIST_JOBS_LIMIT_DEFAULT, LIST_JOBS_LIMIT_MAX, JobList, JobSummary
 from shared.errors import AppError, ErrorCode
 from shared.ports import JobPosition
 from shared.services.deps import Deps
-
-DEFAULT_LIMIT = 20
 
 
 def list_jobs(user_id: UUID, limit: str | None, cursor: str | None, deps: Deps) -> JobList:
@@ -31,7 +29,7 @@ def list_jobs(user_id: UUID, limit: str | None, cursor: str | None, deps: Deps) 
 
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
-        return DEFAULT_LIMIT
+        return LIST_JOBS_LIMIT_DEFAULT
     if not raw.isdigit() or not 1 <= int(raw) <= LIST_JOBS_LIMIT_MAX:
         raise AppError(
             ErrorCode.INVALID_FIELD,
