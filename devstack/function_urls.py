@@ -18,6 +18,10 @@ published capture of a live URL):
     origin also Access-Control-Allow-Origin, -Expose-Headers and -Allow-Credentials as configured.
 A refused origin gets no Access-Control-* header at all, so the browser blocks the call; that the
 preflight still answers 200 is our reading (no capture of a refused preflight was found).
+
+Every answer a function gives is recorded (`FunctionUrls.answers`: function, method, the route
+that matched, status, error code, and a few bodies of each), so the test suite can check the
+API contract against what the handlers really answered (tests/contract_check.py).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ SCHEDULE_EVENT = {"source": "flurrty.schedule", "action": "sweep"}
 TIMEOUTS = {"upload_training_photos": 29, "start_ai_training": 120, "check_training_status": 60}
 
 Handler = Callable[[dict[str, Any], Any], Any]
+NO_ENVELOPE = "<no error envelope>"
 
 # Response headers the URL owns when CORS is configured (lower case).
 _CORS_HEADERS = frozenset(
@@ -112,6 +117,68 @@ class UrlCors:
         if self.allow_credentials:
             out["Access-Control-Allow-Credentials"] = "true"
         return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One kind of answer a function gave: what the contract checks compare with the registry."""
+
+    function: str
+    method: str
+    route: str | None  # the matched route as registered (`/uploads/<job_id>/complete`); None: none
+    status: int
+    code: str | None  # an error answer's code (NO_ENVELOPE without our envelope); None: success
+
+    def __str__(self) -> str:
+        answered = f"{self.status} {self.code}" if self.code else str(self.status)
+        return f"{self.function} {self.method} {self.route or '(no route)'} -> {answered}"
+
+
+class AnswerLog:
+    """Every distinct answer the local URLs gave, with up to `SAMPLES` distinct bodies of each
+    (bounded, so a long `make up` session keeps a fixed amount)."""
+
+    SAMPLES = 5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bodies: dict[Answer, list[Any]] = {}
+
+    def record(self, answer: Answer, body: Any) -> None:
+        with self._lock:
+            kept = self.bodies.setdefault(answer, [])
+            if len(kept) < self.SAMPLES and body not in kept:
+                kept.append(body)
+
+    def answers(self) -> set[Answer]:
+        with self._lock:
+            return set(self.bodies)
+
+
+def matched_route(app: Any, method: str, path: str) -> str | None:
+    """The route Powertools' resolver picks for this request (its own matching, `_resolve`)."""
+    for route in app._static_routes + app._dynamic_routes:
+        if route.method == method.upper() and route.rule.match(path):
+            return str(route.path)
+    return None
+
+
+def answer_of(
+    function: str, app: Any, event: dict[str, Any], status: int, payload: bytes
+) -> tuple[Answer, Any]:
+    """What the function answered, read from its response, and the body as JSON."""
+    try:
+        body = json.loads(payload) if payload else None
+    except ValueError:
+        body = None
+    code = None
+    if status >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        code = code if isinstance(code, str) else NO_ENVELOPE
+    method = event["requestContext"]["http"]["method"]
+    route = matched_route(app, method, event["rawPath"])
+    return Answer(function, method, route, status, code), body
 
 
 class _TemplateLoader(yaml.SafeLoader):
@@ -201,15 +268,14 @@ def template_cors(
     return out
 
 
-def load_handler(name: str) -> Handler:
+def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py under a unique module name (three modules are called app)."""
     path = ROOT / "functions" / name / "app.py"
     spec = importlib.util.spec_from_file_location(f"functions_{name}_app", path)
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    handler: Handler = module.handler
-    return handler
+    return module
 
 
 @dataclass
@@ -296,9 +362,13 @@ class _FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # bursts of concurrent calls (the default 5 resets connections)
 
-    def __init__(self, name: str, handler: Handler, port: int, cors: UrlCors | None = None):
+    def __init__(
+        self, name: str, module: ModuleType, port: int, answers: AnswerLog, cors: UrlCors | None
+    ):
         self.function_name = name
-        self.handler = handler
+        self.handler: Handler = module.handler
+        self.app = module.app
+        self.answers = answers
         self.cors = cors
         super().__init__((LOOPBACK, port), _RequestHandler)
 
@@ -350,6 +420,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return
         status, headers, payload = _decode_result(result)
+        server = self.server
+        server.answers.record(*answer_of(server.function_name, server.app, event, status, payload))
         self._send(status, headers, payload)
 
     def _send(
@@ -398,15 +470,16 @@ class FunctionUrls(Lifecycle):
         self._stop = threading.Event()
         self.sweeps = 0
         self.handlers: dict[str, Handler] = {}
+        self.answers = AnswerLog()
 
     def url(self, name: str) -> str:
         return f"http://{LOOPBACK}:{self.ports[name]}/"
 
     def start(self) -> None:
         for name, port in self.ports.items():
-            handler = load_handler(name)
-            self.handlers[name] = handler
-            server = _FunctionServer(name, handler, port, self.cors.get(name))
+            module = load_function(name)
+            self.handlers[name] = module.handler
+            server = _FunctionServer(name, module, port, self.answers, self.cors.get(name))
             thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
             thread.start()
             self._servers.append(server)

@@ -41,6 +41,11 @@ class ErrorCode(enum.Enum):
     INVALID_JOB_ID = "invalid_job_id", 400, "Send the jobId you were given (a UUID)."
     INVALID_TWIN_ID = "invalid_twin_id", 400, "Send the twinId you were given (a UUID)."
     BAD_MULTIPART = "bad_multipart", 400, "Send multipart/form-data as a browser's FormData does."
+    INVALID_CURSOR = (
+        "invalid_cursor",
+        400,
+        "Send the previous page's nextCursor unchanged, or none for the first page.",
+    )
     BAD_WEBHOOK = (
         "bad_webhook",
         400,
@@ -70,6 +75,11 @@ class ErrorCode(enum.Enum):
     # 409: the job is not in a state where this can happen.
     JOB_STATE_CHANGED = "job_state_changed", 409, "Read the job's status again, then decide."
     JOB_FINISHED = "job_finished", 409, "The job has ended; delete it, or start a new one."
+    JOB_FAILED = (
+        "job_failed",
+        409,
+        "The job failed (its errorCode says why); upload the photos again for a new job.",
+    )
     UPLOAD_INCOMPLETE = (
         "upload_incomplete",
         409,

@@ -48,6 +48,11 @@ class JobStore(Protocol):
         """Jobs in `statuses`, least recently checked first."""
         ...
 
+    def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
+        """Up to `limit` of the user's jobs, newest first (`created_at`, then id, descending),
+        from just after `after`; jobs being deleted are left out."""
+        ...
+
     def compare_and_set(
         self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
     ) -> bool:
@@ -92,6 +97,14 @@ class TwinStore(Protocol):
         """Remove a twin nothing was made of; refused (`twin_state_changed`) while it has a
         version."""
         ...
+
+
+@dataclass(frozen=True)
+class JobPosition:
+    """A place in a user's job list: just after this job (the last one of a page)."""
+
+    created_at: datetime
+    job_id: UUID
 
 
 class PhotoStore(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,6 +16,43 @@ from devstack.schema import apply_schema
 
 # The local stack's fixtures (session `stack`, `user`, `http`, …) for tests/e2e and tests/security.
 pytest_plugins = ["tests.stack_fixtures"]
+
+REPO = Path(__file__).resolve().parents[1]
+_deselected: list[pytest.Item] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _deselected.extend(items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The API contract against every answer the local Function URLs gave during the run
+    (tests/contract_check.py): a code a route answered but does not declare fails the run, and
+    after a whole, passing run so does a declared code nobody answered (unless declared for
+    safety)."""
+    from tests.contract_check import REACHING_SUITES, run_problems
+    from tests.stack_fixtures import RECORDED
+
+    if not RECORDED:
+        return
+    ran = {Path(item.path) for item in session.items}
+    suites = {path for suite in REACHING_SUITES for path in (REPO / suite).rglob("test_*.py")}
+    options = session.config.option
+    whole = (
+        suites <= ran
+        and not _deselected
+        and not options.keyword
+        and not options.markexpr
+        and session.testsfailed == 0
+    )
+    problems = run_problems(RECORDED, whole_run=whole)
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.section("API contract: answers against shared/contract.py", red=True)
+            for problem in problems:
+                reporter.line(problem)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from shared.domain.notice import CompletionNotice
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode
-from shared.ports import ObjectMissing, SignedUpload, UploadedFile
+from shared.ports import JobPosition, ObjectMissing, SignedUpload, UploadedFile
 
 
 class InMemoryJobStore:
@@ -89,6 +89,8 @@ class InMemoryJobStore:
                 )
             if new["progress"] < row["progress"]:
                 raise AppError(ErrorCode.JOB_STATE_CHANGED, "progress may not decrease")
+            if new.get("failure_code") is not None and new_status is not JobStatus.FAILED:
+                raise AppError(ErrorCode.JOB_STATE_CHANGED, "a failure code on a job not failed")
             if new_status.is_final and not old_status.is_final:
                 new["completed_at"] = new.get("completed_at") or datetime.now(UTC)
             # Like the database trigger: the no-progress clock moves only when the job does.
@@ -112,6 +114,18 @@ class InMemoryJobStore:
             jobs = [Job.model_validate(r) for r in self.rows.values() if r["status"] in statuses]
         epoch = datetime.min.replace(tzinfo=UTC)
         jobs.sort(key=lambda j: (j.last_checked_at or epoch, j.created_at))
+        return jobs[:limit]
+
+    def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
+        with self.lock:
+            jobs = [
+                Job.model_validate(r)
+                for r in self.rows.values()
+                if r["user_id"] == user_id and r["deletion_requested_at"] is None
+            ]
+        jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        if after is not None:
+            jobs = [j for j in jobs if (j.created_at, j.id) < (after.created_at, after.job_id)]
         return jobs[:limit]
 
     def compare_and_set(

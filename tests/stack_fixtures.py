@@ -15,22 +15,34 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.function_urls import FunctionUrls
+from devstack.function_urls import AnswerLog, FunctionUrls
 from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack, StackOptions
 
+# The answers of every stack the run started, for the contract checks at its end
+# (tests/conftest.py); True when they count as proof that a declared code is reachable.
+RECORDED: list[tuple[AnswerLog, bool]] = []
+
 
 @contextmanager
 def stack_on(
-    pg: LocalPostgres, rest: LocalPostgrest, jwt_secret: str, data_dir: Path, **options: Any
+    pg: LocalPostgres,
+    rest: LocalPostgrest,
+    jwt_secret: str,
+    data_dir: Path,
+    reaches: bool = True,
+    **options: Any,
 ) -> Iterator[LocalStack]:
     """A local stack on the session's Postgres and PostgREST. No timer: tests fire the schedule
-    themselves, so every sweep is deliberate."""
+    themselves, so every sweep is deliberate. `reaches=False`: its answers are checked against
+    the contract but do not count as reaching a code (random faults would make that flaky)."""
     settings = StackOptions(data_dir=data_dir, schedule_seconds=None, boot_seconds=0.2, **options)
     local = LocalStack(settings).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
+    assert local.functions is not None
+    RECORDED.append((local.functions.answers, reaches))
     try:
         yield local
     finally:

@@ -1,7 +1,8 @@
-"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's cancel
-(POST /cancel) and delete (DELETE /?jobId=, POST /delete), the owner's twins (GET /twins,
-GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active), Replicate's webhooks
-(POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
+"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's job list
+(GET /jobs), cancel (POST /cancel) and delete (DELETE /?jobId=, POST /delete), the owner's twins
+(GET /twins, GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active), Replicate's webhooks
+(POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job. The routes, their
+bodies and error codes: `shared.contract`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from uuid import UUID
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
+from shared import bootstrap, contract
 from shared.api import app as api
 from shared.api import requests
 from shared.contract import (
@@ -24,6 +25,7 @@ from shared.contract import (
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
+from shared.services.listing import list_jobs
 from shared.services.privacy import cancel_job, delete_job
 from shared.services.status import apply_webhook, get_status, status_answer
 from shared.services.sweep import sweep_all
@@ -45,29 +47,37 @@ warmup.preload(*warmup.REQUEST_PATH, "replicate")
 def _answer(user_id: UUID, job_id: UUID) -> Any:
     logger.append_keys(job_id=str(job_id))
     deps = bootstrap.deps(requests.deadline(app))
-    job = get_status(user_id, job_id, deps)
-    return api.respond(200, status_answer(job, deps))
+    return api.respond_status(status_answer(get_status(user_id, job_id, deps), deps))
 
 
-@app.get("/")
+@app.handle(contract.GET_STATUS)
 def status_get() -> Any:
     who = requests.caller(app)
     return _answer(who.user_id, requests.query_job_id(app))
 
 
-@app.post("/")
+@app.handle(contract.POST_STATUS)
 def status_post() -> Any:
     who, request = requests.job_request(app)
     return _answer(who.user_id, request.job_id)
 
 
-@app.post("/cancel")
+@app.handle(contract.LIST_JOBS)
+def jobs_get() -> Any:
+    who = requests.caller(app)
+    query = app.current_event.get_query_string_value
+    page = list_jobs(
+        who.user_id, query("limit"), query("cursor"), bootstrap.deps(requests.deadline(app))
+    )
+    return api.respond(200, page)
+
+
+@app.handle(contract.CANCEL_JOB)
 def cancel_post() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
     deps = bootstrap.deps(requests.deadline(app))
-    job = cancel_job(who.user_id, request.job_id, deps)
-    return api.respond(200, status_answer(job, deps))
+    return api.respond_status(status_answer(cancel_job(who.user_id, request.job_id, deps), deps))
 
 
 def _delete(user_id: UUID, job_id: UUID) -> Any:
@@ -77,40 +87,40 @@ def _delete(user_id: UUID, job_id: UUID) -> Any:
     return api.respond(200 if job.deleted_at else 202, DeletionResponse.of(job))
 
 
-@app.delete("/")
+@app.handle(contract.DELETE_JOB)
 def delete_query() -> Any:
     who = requests.caller(app)
     return _delete(who.user_id, requests.query_job_id(app))
 
 
-@app.post("/delete")
+@app.handle(contract.DELETE_JOB_POST)
 def delete_post() -> Any:
     who, request = requests.job_request(app)
     return _delete(who.user_id, request.job_id)
 
 
-@app.get("/twins")
+@app.handle(contract.LIST_TWINS)
 def twins_list() -> Any:
     who = requests.caller(app)
     views = list_twins(who.user_id, bootstrap.deps(requests.deadline(app)))
     return api.respond(200, TwinListResponse(twins=[_twin(v) for v in views]))
 
 
-@app.get("/twins/<twin_id>")
+@app.handle(contract.GET_TWIN)
 def twin_get(twin_id: str) -> Any:
     who = requests.caller(app)
     view = get_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
     return api.respond(200, _twin(view))
 
 
-@app.patch("/twins/<twin_id>")
+@app.handle(contract.UPDATE_TWIN)
 def twin_update(twin_id: str) -> Any:
     who, body = requests.json_request(app)
     deps = bootstrap.deps(requests.deadline(app))
     return api.respond(200, _twin(update_twin(who.user_id, _twin_id(twin_id), body, deps)))
 
 
-@app.put("/twins/<twin_id>/active")
+@app.handle(contract.ACTIVATE_VERSION)
 def twin_activate(twin_id: str) -> Any:
     who, body = requests.json_request(app)
     request = requests.parse_model(ActivateRequest, body)
@@ -119,10 +129,9 @@ def twin_activate(twin_id: str) -> Any:
     return api.respond(200, _twin(view))
 
 
-@app.delete("/twins/<twin_id>")
+@app.handle(contract.DELETE_TWIN)
 def twin_delete(twin_id: str) -> Any:
     who = requests.caller(app)
-    logger.append_keys(twin_id=twin_id)
     twin = delete_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
     # 202 while the sweep still has something to remove; 200 once everything is gone.
     return api.respond(200 if twin.deleted_at else 202, TwinDeletionResponse.of(twin))
@@ -138,14 +147,14 @@ def _twin(view: TwinView) -> TwinResponse:
     return TwinResponse.of(view.twin, view.versions)
 
 
-@app.post("/webhooks/replicate")
+@app.handle(contract.REPLICATE_WEBHOOK)
 def replicate_webhook() -> Any:
     job_id = requests.query_job_id(app)
     logger.append_keys(job_id=str(job_id))
     headers = dict(app.current_event.headers or {})
     deps = bootstrap.deps(requests.deadline(app))
     job = apply_webhook(job_id, headers, requests.raw_body(app), deps)
-    return api.respond(200, status_answer(job, deps))
+    return api.respond_status(status_answer(job, deps))
 
 
 def is_schedule(event: dict[str, Any]) -> bool:

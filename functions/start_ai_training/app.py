@@ -1,4 +1,5 @@
-"""start_ai_training: POST / {jobId, userId?} -> 202 {jobId, trainingId, status, progress}; idempotent."""
+"""start_ai_training: POST / {jobId, userId?} -> 202 {jobId, trainingId, status, progress};
+idempotent; a failed job answers 409 job_failed. The route: `shared.contract.START_TRAINING`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
+from shared import bootstrap, contract
 from shared.api import app as api
 from shared.api import requests
 from shared.contract import StartResponse
@@ -20,7 +21,7 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
-@app.post("/")
+@app.handle(contract.START_TRAINING)
 def start() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))

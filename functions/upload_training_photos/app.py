@@ -2,6 +2,7 @@
 - POST / (multipart photos + form fields) -> 201 {jobId, photoUrls, status, progress};
 - POST /uploads (JSON: the photos to come) -> 201 {jobId, status, progress, expiresAt, uploads};
 - POST /uploads/<jobId>/complete -> 200 {jobId, photoUrls, status, progress}.
+The routes, their bodies and error codes: `shared.contract`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
+from shared import bootstrap, contract
 from shared.api import app as api
 from shared.api import requests
 from shared.contract import UploadResponse
@@ -25,7 +26,7 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "shared.photos.normalise")
 
 
-@app.post("/")
+@app.handle(contract.UPLOAD_MULTIPART)
 def upload() -> Any:
     who, form = requests.form_request(app)
     job = upload_multipart(who, form, bootstrap.deps(requests.deadline(app)))
@@ -33,7 +34,7 @@ def upload() -> Any:
     return api.respond(201, UploadResponse.of(job))
 
 
-@app.post("/uploads")
+@app.handle(contract.CREATE_SIGNED_UPLOAD)
 def create_upload() -> Any:
     who, body = requests.json_request(app)
     created = create_signed_upload(who, body, bootstrap.deps(requests.deadline(app)))
@@ -44,7 +45,7 @@ def create_upload() -> Any:
     return api.respond(201, created)
 
 
-@app.post("/uploads/<job_id>/complete")
+@app.handle(contract.COMPLETE_SIGNED_UPLOAD)
 def complete_upload(job_id: str) -> Any:
     who, _ = requests.json_request(app)
     deps = bootstrap.deps(requests.deadline(app))

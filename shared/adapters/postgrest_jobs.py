@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger
 from shared.adapters.postgrest import PostgrestTable, to_db
 from shared.domain.job import FINAL_STATUSES, Job, JobStatus
 from shared.errors import AppError, ErrorCode, UpstreamError
+from shared.ports import JobPosition
 
 logger = Logger(child=True)
 
@@ -35,6 +36,11 @@ def _twin_changed() -> AppError:
         ErrorCode.TWIN_STATE_CHANGED,
         "The twin changed while we were adding this version; fetch it again.",
     )
+
+
+def _timestamp(value: datetime) -> str:
+    """A time for a PostgREST filter value: UTC, microseconds, no `+` to be mangled in a URL."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _matches(job: Job, changes: dict[str, Any]) -> bool:
@@ -157,6 +163,31 @@ class PostgrestJobStore(PostgrestTable):
         )
         return [Job.model_validate(r) for r in res.data]
 
+    def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
+        def query() -> Any:
+            query = (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("user_id", str(user_id))
+                .is_("deletion_requested_at", "null")
+            )
+            if after is not None:
+                # Keyset: older than the last job shown, or as old with a smaller id (the
+                # (user_id, created_at desc) index serves it).
+                at = _timestamp(after.created_at)
+                query = query.or_(
+                    f'created_at.lt."{at}",and(created_at.eq."{at}",id.lt.{after.job_id})'
+                )
+            return (
+                query.order("created_at", desc=True)
+                .order("id", desc=True)
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+
+        return [Job.model_validate(r) for r in self._run(query).data]
+
     def compare_and_set(
         self, job_id: UUID, column: str, expected: datetime | None, new: datetime | None
     ) -> bool:
@@ -190,7 +221,7 @@ class PostgrestJobStore(PostgrestTable):
 
     def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
         # One query; each branch has a partial index (privacy migration).
-        cutoff = retention_cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cutoff = _timestamp(retention_cutoff)
         final = "status.in.(completed,failed)"
         condition = ",".join(
             (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -15,9 +15,12 @@ from shared.api.function_url_resolver import (
     Response,
     content_types,
 )
+from shared.contract import Route, StatusResponse
 from shared.errors import AppError, ConfigError, ErrorCode
 from shared.plumbing.observability import logger
 from shared.plumbing.settings import Settings
+
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 class FunctionUrlApp(LambdaFunctionUrlResolver):
@@ -29,6 +32,11 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
         super().__init__()
         self.settings = settings
 
+    def handle(self, route: Route) -> Callable[[H], H]:
+        """Register the decorated function as the handler of `route` (from `shared.contract`)."""
+        decorate: Callable[[H], H] = self.route(rule=route.rule, method=route.method)
+        return decorate
+
 
 def error_response(error: ErrorCode, message: str) -> Response[Any]:
     return Response(
@@ -38,12 +46,21 @@ def error_response(error: ErrorCode, message: str) -> Response[Any]:
     )
 
 
-def respond(status: int, model: BaseModel) -> Response[Any]:
+def respond(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body=model.model_dump_json(by_alias=True),
+        headers=headers,
     )
+
+
+def respond_status(answer: StatusResponse) -> Response[Any]:
+    """A job's status with when to ask again: `retryAfterSeconds` and, while the job is active,
+    the `Retry-After` header (a final job needs no polling: null, and no header)."""
+    wait = answer.retry_after_seconds
+    headers = None if wait is None else {"Retry-After": str(wait)}
+    return respond(200, answer, headers)
 
 
 def make_app(settings: Callable[[], Settings]) -> FunctionUrlApp:

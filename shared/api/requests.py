@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.api.app import FunctionUrlApp
 from shared.api.auth import authenticate
-from shared.contract import JobRequest
+from shared.contract import MAX_JSON_BODY_BYTES, MULTIPART_MAX_BYTES, JobRequest
 from shared.domain.caller import Caller, check_claimed_user
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
@@ -22,11 +22,6 @@ from shared.plumbing.validation import first_problem
 M = TypeVar("M", bound=BaseModel)
 
 
-MAX_JSON_BODY_BYTES = 64 * 1024
-# A Function URL request carries at most 6 MB including base64 and the event envelope; the decoded
-# multipart body that fits is about 4.4 MB; refuse from 4 MB on so the answer names the signed
-# flow while it can still reach the handler.
-MULTIPART_MAX_BYTES = 4_000_000
 SIGNED_FLOW_HINT = (
     "Photos this large cannot go through this URL: create the job with POST /uploads, "
     "upload each photo to its signed URL, then call POST /uploads/{jobId}/complete."

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +26,41 @@ class JobStatus(enum.StrEnum):
 
 
 FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class FailureCode(enum.StrEnum):
+    """Why a failed job failed: its `errorCode` on the wire, and what that means for the person.
+    `error_message` is the sentence to show; the code is what a frontend branches on."""
+
+    meaning: str
+
+    def __new__(cls, code: str, meaning: str) -> FailureCode:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    CANCELED_BY_USER = "canceled_by_user", "The owner canceled it (`POST /cancel`)."
+    DELETED_BY_USER = "deleted_by_user", "The owner deleted it while it was still active."
+    UPLOAD_EXPIRED = "upload_expired", "Not every photo arrived before the upload links expired."
+    PHOTOS_REFUSED = (
+        "photos_refused",
+        "A photo was refused at complete and could not be cleaned up.",
+    )
+    PHOTOS_MISSING = (
+        "photos_missing",
+        "Its photos were gone from storage when the training started.",
+    )
+    NOT_STARTED = "not_started", "Replicate could not be asked to start the training in time."
+    TRAINING_FAILED = "training_failed", "The training failed or was canceled on Replicate."
+    TRAINING_LOST = "training_lost", "Replicate no longer knows the training."
+    STALLED = "stalled", "The training made no progress for too long and was canceled."
+
+
+def failed(code: FailureCode, message: str) -> dict[str, Any]:
+    """The columns that fail a job: its status, why (the code) and the sentence for the person.
+    Every failure is written through this, so no failed job lacks its code."""
+    return {"status": JobStatus.FAILED, "failure_code": code, "error_message": message}
 
 
 ACTIVE_STATUSES = (JobStatus.UPLOADING, JobStatus.PENDING, JobStatus.TRAINING)
@@ -74,6 +110,7 @@ class Job(BaseModel):
     replicate_training_id: str | None = None
     replicate_model_version: str | None = None
     error_message: str | None = None
+    failure_code: FailureCode | None = None  # set with every move to failed, never otherwise
     photo_urls: list[str] = Field(default_factory=list)
     customization_data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
@@ -114,3 +151,17 @@ def validate_furrsona_name(raw: object, *, field: str = "fursonaName") -> str:
     if any(ord(ch) < 32 for ch in name):
         raise AppError(ErrorCode.INVALID_FIELD, f"{field} may not contain control characters.")
     return name
+
+
+def poll_after_seconds(job: Job, refresh_seconds: float, now: datetime) -> int | None:
+    """Whole seconds until a status read can show something new; None once the job is final.
+
+    A training moves when Replicate is read, at most once per `refresh_seconds` per job: the wait
+    is what is left of the current interval. Uploading and pending jobs move on the owner's own
+    call (complete, start) or the sweep: one interval. Never less than 1 s."""
+    if job.status.is_final:
+        return None
+    wait = refresh_seconds
+    if job.status is JobStatus.TRAINING and job.last_checked_at is not None:
+        wait = (job.last_checked_at + timedelta(seconds=refresh_seconds) - now).total_seconds()
+    return max(1, math.ceil(wait))

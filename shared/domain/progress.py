@@ -11,8 +11,10 @@ from shared.domain.job import (
     PROGRESS_DONE,
     PROGRESS_TRAINING_MAX,
     PROGRESS_TRAINING_STARTED,
+    FailureCode,
     Job,
     JobStatus,
+    failed,
 )
 from shared.domain.training import TrainingInfo
 from shared.plumbing.settings import Settings
@@ -122,12 +124,14 @@ def plan_update(
         return changes
     if training.status == "succeeded":
         changes.update(
-            status=JobStatus.FAILED,
-            error_message="The training finished but Replicate returned no model version.",
+            failed(
+                FailureCode.TRAINING_FAILED,
+                "The training finished but Replicate returned no model version.",
+            )
         )
         return changes
     if training.is_terminal:
-        changes.update(status=JobStatus.FAILED, error_message=readable_failure(training))
+        changes.update(failed(FailureCode.TRAINING_FAILED, readable_failure(training)))
         return changes
     steps = trainer_steps(training.logs)
     progress = training_progress(*steps) if steps else PROGRESS_TRAINING_STARTED

@@ -28,7 +28,14 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared.domain.claims import last_sign_of_life
-from shared.domain.job import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus
+from shared.domain.job import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    FailureCode,
+    Job,
+    JobStatus,
+    failed,
+)
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
@@ -92,8 +99,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
         if training is not None and training.status == "succeeded":
             _refuse_if_finished(apply_training(job, training, deps))  # it finished first
     changes: dict[str, Any] = {
-        "status": JobStatus.FAILED,
-        "error_message": CANCELED_MESSAGE,
+        **failed(FailureCode.CANCELED_BY_USER, CANCELED_MESSAGE),
         "estimated_completion": None,
         **_no_notice(job),
     }
@@ -109,7 +115,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
         canceled = (
             deps.jobs.update(
                 job.id,
-                {"error_message": CANCELED_MESSAGE, **_no_notice(current)},
+                {**failed(FailureCode.CANCELED_BY_USER, CANCELED_MESSAGE), **_no_notice(current)},
                 expect_status=JobStatus.FAILED,
             )
             or current
@@ -157,8 +163,7 @@ def _mark_for_deletion(job: Job, deps: Deps) -> Job:
             job.id,
             {
                 "deletion_requested_at": now,
-                "status": JobStatus.FAILED,
-                "error_message": DELETED_MESSAGE,
+                **failed(FailureCode.DELETED_BY_USER, DELETED_MESSAGE),
                 "estimated_completion": None,
                 **_no_notice(job),
             },

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from shared.contract import DeclaredPhoto, SignedUploadResponse, UploadTarget
 from shared.domain.caller import Caller
-from shared.domain.job import PROGRESS_UPLOADED, Job, JobStatus
+from shared.domain.job import PROGRESS_UPLOADED, FailureCode, Job, JobStatus, failed
 from shared.domain.storage_paths import final_photo_path, raw_photo_path, upload_folder
 from shared.errors import AppError, ErrorCode
 from shared.photos.rules import (
@@ -220,7 +220,7 @@ def discard_job(job: Job, deps: Deps) -> None:
         try:
             jobs.update(
                 job.id,
-                {"status": JobStatus.FAILED, "error_message": "The photos were refused."},
+                failed(FailureCode.PHOTOS_REFUSED, "The photos were refused."),
                 expect_status=JobStatus.UPLOADING,
             )
         except Exception:

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from aws_lambda_powertools import Logger
 
 from shared.domain.claims import NOT_STARTED_MESSAGE, stalled_start
-from shared.domain.job import PROGRESS_TRAINING_STARTED, Job, JobStatus
+from shared.domain.job import PROGRESS_TRAINING_STARTED, FailureCode, Job, JobStatus, failed
 from shared.domain.progress import estimate_completion
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode
@@ -60,6 +60,19 @@ def webhook_url(settings: Settings, job_id: uuid.UUID) -> str | None:
 
 
 def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: Deps) -> Job:
+    """The job as this start leaves it: training (or completed: starting is idempotent). A job
+    that has failed, before or during this start, is refused (409 `job_failed`): it can never
+    train, and an answer that looked like a start would hide that."""
+    job = _start(user_id, job_id, deps)
+    if job.status is JobStatus.FAILED:
+        raise AppError(
+            ErrorCode.JOB_FAILED,
+            f"This job has failed and cannot be started again: {job.error_message}",
+        )
+    return job
+
+
+def _start(user_id: uuid.UUID, job_id: uuid.UUID, deps: Deps) -> Job:
     job = owned_job(deps.jobs, job_id, user_id)
     if job.status is JobStatus.UPLOADING:
         raise AppError(
@@ -98,7 +111,7 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         training: TrainingInfo | None = None
         if job.replicate_file_url is None:
             if not may_create:
-                return _fail(job, token, NOT_STARTED_MESSAGE, deps)
+                return _fail(job, token, FailureCode.NOT_STARTED, NOT_STARTED_MESSAGE, deps)
             deps.trainer.ensure_destination()
             # A fresh zip: no training can use it yet. Saving its URL also renews the claim.
             job, token = _upload_zip(job, token, deps)
@@ -109,7 +122,7 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
                 training = deps.trainer.find_training(job.replicate_file_url, since)
             if training is None:
                 if not may_create:
-                    return _fail(job, token, NOT_STARTED_MESSAGE, deps)
+                    return _fail(job, token, FailureCode.NOT_STARTED, NOT_STARTED_MESSAGE, deps)
                 deps.trainer.ensure_destination()
                 job, token = _renew_claim(job, token, deps)
         assert job.replicate_file_url is not None
@@ -123,6 +136,7 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         return _fail(
             job,
             token,
+            FailureCode.PHOTOS_MISSING,
             "Some of the photos of this job are gone from storage; upload them again.",
             deps,
         )
@@ -222,18 +236,15 @@ def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: De
     return saved
 
 
-def _fail(job: Job, token: uuid.UUID, message: str, deps: Deps) -> Job:
-    failed = deps.jobs.update(
-        job.id,
-        {"status": JobStatus.FAILED, "error_message": message},
-        expect_status=JobStatus.TRAINING,
-        expect_claim=token,
+def _fail(job: Job, token: uuid.UUID, code: FailureCode, message: str, deps: Deps) -> Job:
+    ended = deps.jobs.update(
+        job.id, failed(code, message), expect_status=JobStatus.TRAINING, expect_claim=token
     )
-    if failed is None:
+    if ended is None:
         raise ClaimLost
     logger.warning("training could not start", extra={"job_id": str(job.id), "reason": message})
-    record_training_finished(failed)  # JobsFailed counts jobs that never trained too
-    return failed
+    record_training_finished(ended)  # JobsFailed counts jobs that never trained too
+    return ended
 
 
 def resume_stalled_start(job: Job, deps: Deps, now: datetime) -> Job:

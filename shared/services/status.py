@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger
 
 from shared.contract import StatusResponse
 from shared.domain.claims import stalled_start
-from shared.domain.job import Job, JobStatus
+from shared.domain.job import FailureCode, Job, JobStatus, failed, poll_after_seconds
 from shared.domain.progress import plan_update
 from shared.domain.training import TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
@@ -91,7 +91,10 @@ def refresh(job: Job, deps: Deps) -> Job:
     training = deps.trainer.get_training(job.replicate_training_id)
     if training is None:
         return _fail(
-            job, deps, "Replicate has no record of this training any more; start a new one."
+            job,
+            deps,
+            FailureCode.TRAINING_LOST,
+            "Replicate has no record of this training any more; start a new one.",
         )
     planned = plan_update(job, training, now, deps.settings)
     if not training.is_terminal and _stuck(job, training, planned, now, deps.settings):
@@ -99,6 +102,7 @@ def refresh(job: Job, deps: Deps) -> Job:
         return _fail(
             job,
             deps,
+            FailureCode.STALLED,
             f"The training made no progress for {deps.settings.training_stale_minutes:g} "
             "minutes and was canceled; start a new training.",
         )
@@ -119,19 +123,17 @@ def _stuck(
     return since is not None and now - since > timedelta(minutes=settings.training_stale_minutes)
 
 
-def _fail(job: Job, deps: Deps, message: str) -> Job:
-    changes = {
-        "status": JobStatus.FAILED,
-        "error_message": message,
-        "last_checked_at": datetime.now(UTC),
-    }
+def _fail(job: Job, deps: Deps, code: FailureCode, message: str) -> Job:
+    changes = {**failed(code, message), "last_checked_at": datetime.now(UTC)}
     return _write(job, changes, deps)  # job.status is TRAINING: refresh returned otherwise
 
 
 def status_answer(job: Job, deps: Deps) -> StatusResponse:
-    """The status answer of a job: with its twin, to say whether it is the active version."""
+    """The status answer of a job: with its twin (is this the active version?) and when to ask
+    again (from the refresh interval and the job's state)."""
     twin = deps.twins.get(job.twin_id) if job.twin_id else None
-    return StatusResponse.of(job, twin)
+    wait = poll_after_seconds(job, deps.settings.status_refresh_seconds, datetime.now(UTC))
+    return StatusResponse.of(job, twin, wait)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

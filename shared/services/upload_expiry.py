@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.job import Job, JobStatus
+from shared.domain.job import FailureCode, Job, JobStatus, failed
 from shared.domain.storage_paths import job_folder
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.settings import Settings
@@ -46,12 +46,12 @@ def upload_window_closed(job: Job, settings: Settings, now: datetime) -> bool:
 
 def expire_job(job: Job, jobs: JobStore, photos: PhotoStore) -> bool:
     """Fail a job still waiting for its photos and remove its objects; False if it moved on."""
-    failed = jobs.update(
+    expired = jobs.update(
         job.id,
-        {"status": JobStatus.FAILED, "error_message": UPLOAD_EXPIRED_MESSAGE},
+        failed(FailureCode.UPLOAD_EXPIRED, UPLOAD_EXPIRED_MESSAGE),
         expect_status=JobStatus.UPLOADING,
     )
-    if failed is None:
+    if expired is None:
         return False
     # Failed first: a complete racing with us then loses its move and cleans up after itself.
     photos.remove(job_objects(job, photos))

@@ -24,5 +24,7 @@ def chaos_stack(
     data_dir = tmp_path_factory.mktemp("chaos")
     # The run fires its own sweeps; its Replicate and gateway faults are switched on wholesale.
     extra = ChaosOptions().env()
-    with stack_on(pg, rest, jwt_secret, data_dir, train_seconds=1.0, extra_env=extra) as local:
+    with stack_on(
+        pg, rest, jwt_secret, data_dir, reaches=False, train_seconds=1.0, extra_env=extra
+    ) as local:
         yield local

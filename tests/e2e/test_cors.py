@@ -22,6 +22,7 @@ from tests.e2e.conftest import User
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 REFUSED = "https://evil.example"
 BUCKET = "training-photos"
+STATUS = "check_training_status"
 KONG_DEFAULT_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"
 
 
@@ -122,7 +123,10 @@ def test_actual_responses_carry_the_allowed_origin_and_only_it(
     ok = http.get(url, params={"jobId": job}, headers={**user.headers, "Origin": allowed})
     assert ok.status_code == 404  # the function ran: an unknown job
     assert ok.json()["error"]["code"] == "job_not_found"
-    assert cors_headers(ok) == {"access-control-allow-origin": allowed}
+    assert cors_headers(ok) == {
+        "access-control-allow-origin": allowed,
+        "access-control-expose-headers": ",".join(FUNCTION_CORS[STATUS]["ExposeHeaders"]),
+    }
     assert "Origin" in ok.headers["vary"]
 
     unauthenticated = http.post(
@@ -163,6 +167,7 @@ def test_template_cors_reads_the_template_and_takes_the_local_origins_as_a_param
             ),  # the parameter's default
             allow_methods=tuple(cors["AllowMethods"]),
             allow_headers=tuple(cors["AllowHeaders"]),
+            expose_headers=tuple(cors.get("ExposeHeaders", ())),
             max_age=cors["MaxAge"],
         )
         assert deployed[name] == expected

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,23 +84,6 @@ def train_for(emulator: ReplicateEmulator) -> Iterator[Callable[[float], None]]:
     yield set_seconds
     emulator.train_seconds = before
     emulator.webhook_faults.clear()
-
-
-@pytest.fixture
-def refresh_every(stack: LocalStack) -> Iterator[Callable[[float], None]]:
-    """STATUS_REFRESH_SECONDS for the handlers during this test."""
-    before = os.environ.get("STATUS_REFRESH_SECONDS")
-
-    def set_seconds(seconds: float) -> None:
-        os.environ["STATUS_REFRESH_SECONDS"] = str(seconds)
-        bootstrap.reset()  # settings are read once per container
-
-    yield set_seconds
-    if before is None:
-        os.environ.pop("STATUS_REFRESH_SECONDS", None)
-    else:
-        os.environ["STATUS_REFRESH_SECONDS"] = before
-    bootstrap.reset()
 
 
 def started_job(stack: LocalStack, http: httpx.Client, user: User) -> tuple[str, str]:

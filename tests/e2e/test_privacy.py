@@ -154,7 +154,7 @@ def test_cancel_during_training(
     assert shown["status"] == "failed" and shown["errorMessage"] == "Canceled by user."
     creates = emulator.count("POST", CREATE_ROUTE)
     again = start(stack, http, user, job_id)
-    assert again.status_code == 202 and again.json()["status"] == "failed"
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "job_failed")
     assert emulator.count("POST", CREATE_ROUTE) == creates
 
 

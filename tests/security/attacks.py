@@ -178,7 +178,7 @@ class Route:
     method: str
     function: str
     path: str = ""  # after the function URL; "{job}" / "{twin}" become the (quoted) id
-    job_in: str = ""  # "query", "body", "path" or "" (the route creates the job)
+    job_in: str = ""  # "query", "body", "path" or "" (none: it creates a job, or lists them)
     takes_user_id: bool = True
     json_body: bool = True
     twin_in: str = ""  # "path" for the twin routes: the id the attack sends is a twinId
@@ -231,6 +231,7 @@ ROUTES = [
     Route("twin-update", "PATCH", STATUS, "twins/{twin}", twin_in="path"),
     Route("twin-activate", "PUT", STATUS, "twins/{twin}/active", twin_in="path"),
     Route("twin-delete", "DELETE", STATUS, "twins/{twin}", twin_in="path", takes_user_id=False),
+    Route("jobs", "GET", STATUS, "jobs", takes_user_id=False),
 ]
 
 

@@ -5,16 +5,11 @@ here fails, so it cannot quietly skip authentication."""
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from pathlib import Path
-
 import pytest
 
+from tests.contract_check import FUNCTIONS, normalised
+from tests.contract_check import registered as registered_on
 from tests.security.attacks import ROUTES
-
-REPO = Path(__file__).resolve().parents[2]
-FUNCTIONS = ("upload_training_photos", "start_ai_training", "check_training_status")
 
 # Routes without a user's token, each with what protects it instead.
 NOT_USER_ROUTES = {
@@ -23,23 +18,8 @@ NOT_USER_ROUTES = {
 }
 
 
-def normalised(path: str) -> str:
-    """`/uploads/<job_id>/complete` and `uploads/{job}/complete` both as `/uploads/{}/complete`."""
-    path = "/" + path.lstrip("/")
-    return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
-
-
 def registered(function: str) -> set[tuple[str, str, str]]:
-    spec = importlib.util.spec_from_file_location(f"{function}_routes", REPO / "functions" /
-                                                  function / "app.py")  # fmt: skip
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app = module.app
-    return {
-        (function, route.method.upper(), normalised(route.path))
-        for route in app._static_routes + app._dynamic_routes
-    }
+    return {(function, method, path) for method, path in registered_on(function)}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

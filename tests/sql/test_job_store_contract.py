@@ -18,9 +18,9 @@ from devstack.schema import create_user
 from devstack.tokens import service_role_key
 from shared.adapters.postgrest_jobs import PostgrestJobStore
 from shared.adapters.postgrest_twins import PostgrestTwinStore
-from shared.domain.job import JobStatus
+from shared.domain.job import FailureCode, JobStatus, failed
 from shared.errors import AppError
-from shared.ports import JobStore, TwinStore
+from shared.ports import JobPosition, JobStore, TwinStore
 from tests.fakes import InMemoryJobStore, InMemoryTwinStore
 
 pytestmark = pytest.mark.stack
@@ -317,3 +317,36 @@ def test_twins_listed_deleted_and_due(twin_stores: tuple[JobStore, TwinStore, Ne
         twins.delete(older.id)
     twins.delete(newer.id)
     assert twins.get(newer.id) is None and twins.get(older.id) is not None
+
+
+def test_the_owners_jobs_come_newest_first_a_page_at_a_time(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    owner, stranger = user(), user()
+    start = datetime(2026, 12, 4, 9, 0, 0, 123456, tzinfo=UTC)
+    made = [new_job(jobs, owner, created_at=start + timedelta(minutes=m)) for m in (0, 1, 2, 2, 3)]
+    being_deleted = new_job(jobs, owner, created_at=start + timedelta(minutes=4))
+    walk(jobs, being_deleted, (JobStatus.FAILED, 20))
+    jobs.update(being_deleted.id, {"deletion_requested_at": datetime.now(UTC)})
+    new_job(jobs, stranger, created_at=start + timedelta(minutes=5))
+    # Newest first; the two of the same minute by id, descending.
+    expected = [j.id for j in sorted(made, key=lambda j: (j.created_at, j.id), reverse=True)]
+    pages, after = [], None
+    while page := jobs.list_owned(owner, 2, after):
+        pages.append([j.id for j in page])
+        after = JobPosition(page[-1].created_at, page[-1].id)
+    assert [job_id for page in pages for job_id in page] == expected
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert jobs.list_owned(uuid.uuid4(), 10, None) == []
+
+
+def test_a_failure_code_is_only_for_a_failed_job(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    job = new_job(jobs, user())
+    with pytest.raises(AppError) as refused:
+        jobs.update(job.id, {"failure_code": FailureCode.STALLED})
+    assert refused.value.code == "job_state_changed"
+    ended = jobs.update(job.id, failed(FailureCode.UPLOAD_EXPIRED, "Too late."))
+    assert ended is not None and ended.failure_code is FailureCode.UPLOAD_EXPIRED
+    assert jobs.get(job.id) == ended

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,6 +13,8 @@ from psycopg import errors
 
 from devstack.postgres import LocalPostgres
 from devstack.schema import create_user
+from shared.domain.claims import NOT_STARTED_MESSAGE
+from shared.services.upload_expiry import UPLOAD_EXPIRED_MESSAGE
 
 pytestmark = pytest.mark.stack
 
@@ -69,6 +73,8 @@ ADDED_COLUMNS = {
     # twins: the twin this job is a version of, and its number there
     "twin_id": "uuid",
     "version": "integer",
+    # why a failed job failed (errorCode in the API)
+    "failure_code": "text",
 }
 
 
@@ -355,3 +361,50 @@ def test_table_is_in_the_realtime_publication(db: psycopg.Connection) -> None:
         " and schemaname = 'public' and tablename = 'ai_training_jobs'"
     ).fetchone()
     assert row is not None
+
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
+FAILURE_MIGRATION = next(
+    p for p in MIGRATIONS.glob("*.sql") if p.name.endswith("_failure_code.sql")
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "deleting", "code"),
+    [
+        ("Canceled by user.", False, "canceled_by_user"),
+        ("Deleted by user.", True, "deleted_by_user"),
+        (UPLOAD_EXPIRED_MESSAGE, False, "upload_expired"),
+        (NOT_STARTED_MESSAGE, False, "not_started"),
+        ("The training made no progress for 90 minutes and was canceled.", False, "stalled"),
+        ("Replicate has no record of this training any more; start a new one.", False,
+         "training_lost"),
+        ("The photos were refused.", False, "photos_refused"),
+        ("Some of the photos of this job are gone from storage; upload them again.", False,
+         "photos_missing"),
+        ("CUDA out of memory", False, "training_failed"),
+    ],
+)  # fmt: skip
+def test_jobs_failed_before_the_failure_code_get_the_code_their_message_stands_for(
+    db: psycopg.Connection, user_id: str, message: str, deleting: bool, code: str
+) -> None:
+    """The migration's backfill, run again in a transaction that is rolled back."""
+    backfill = re.search(r"^update .*?;$", FAILURE_MIGRATION.read_text(), re.S | re.M)
+    assert backfill is not None
+    with db.transaction(force_rollback=True):
+        job = insert_job(db, user_id)
+        update_job(db, job["id"], status="failed", error_message=message)
+        if deleting:
+            update_job(db, job["id"], deletion_requested_at="2026-12-01T00:00:00Z")
+        db.execute("update public.ai_training_jobs set failure_code = null where id = %s",
+                   [job["id"]])  # fmt: skip
+        db.execute(backfill.group(0))
+        assert job_code(db, job["id"]) == code
+
+
+def job_code(db: psycopg.Connection, job_id: Any) -> str | None:
+    row = db.execute(
+        "select failure_code from public.ai_training_jobs where id = %s", [job_id]
+    ).fetchone()
+    assert row is not None
+    return row[0]

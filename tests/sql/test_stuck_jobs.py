@@ -60,6 +60,13 @@ def test_each_kind_of_stuck_job_is_listed_once_with_its_reason(db, user) -> None
     age(db, unstarted["id"], updated_at="3 hours")
 
     deleting = job_in(db, user, "completed")
+    # Its twin is being deleted with it: the active pointer goes first (the active version is
+    # never deleted on its own).
+    db.execute(
+        "update twins set active_job_id = null, deletion_requested_at = now()"
+        " where active_job_id = %s",
+        (deleting["id"],),
+    )
     db.execute(
         "update ai_training_jobs set deletion_requested_at = now() where id = %s", (deleting["id"],)
     )

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from shared.contract import ROUTES
+from shared.domain.job import FailureCode
 from tools import api_docs
 
 
-def test_the_error_table_in_docs_api_is_current() -> None:
+def test_the_generated_tables_in_docs_api_are_current() -> None:
     assert api_docs.API_DOC.read_text() == api_docs.render(api_docs.API_DOC.read_text())
 
 
-def test_every_catalogued_code_is_in_the_table() -> None:
+def test_every_catalogued_code_is_in_the_table_with_the_routes_that_answer_it() -> None:
     table = api_docs.error_table()
     assert all(f"`{code.value}`" in table for code in api_docs.ErrorCode)
+    row = next(line for line in table.splitlines() if "`job_failed`" in line)
+    assert "start `POST /`" in row and "status" not in row
+
+
+def test_every_route_and_every_failure_code_is_listed() -> None:
+    routes = api_docs.route_table()
+    assert all(f"`{route.method} {route.path}`" in routes for route in ROUTES)
+    assert len(routes.splitlines()) == len(ROUTES) + 2
+    failures = api_docs.failure_table()
+    assert all(f"`{code.value}`" in failures for code in FailureCode)

@@ -104,10 +104,11 @@ FOREIGN = re.compile(r"^([0-9A-Z]{5}|PGRST\d+|[A-Z][A-Za-z]+)$")
 SUPABASE_AUTH_CODES = {
     "user_not_found",
     "not_admin",
+    # the local sign-up and sign-in (tests/e2e/test_local_auth.py)
+    "email_address_invalid",
     "invalid_credentials",
     "user_already_exists",
     "weak_password",
-    "email_address_invalid",
     "bad_json",
 }
 

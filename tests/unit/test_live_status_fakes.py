@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from devstack.sample_photos import make_photo
-from shared.domain.job import Job, JobStatus
+from shared.domain.job import FailureCode, Job, JobStatus
 from shared.domain.notice import CompletionNotice
+from shared.errors import AppError
 from shared.plumbing import webhooks
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import metrics
@@ -237,8 +238,13 @@ def test_a_start_whose_photos_are_gone_fails_the_job_and_counts_it(monkeypatch, 
         }
     )
     caplog.set_level(logging.WARNING)
-    failed = start_training(user_id, job_id, deps)
-    assert failed.status is JobStatus.FAILED and failed.replicate_training_id is None
+    with pytest.raises(AppError) as refused:
+        start_training(user_id, job_id, deps)
+    assert (refused.value.status, refused.value.code) == (409, "job_failed")
+    failed = deps.jobs.get(job_id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.failure_code is FailureCode.PHOTOS_MISSING and not failed.replicate_training_id
+    assert failed.error_message is not None and failed.error_message in refused.value.message
     assert failed.error_message is not None and "upload them again" in failed.error_message
     assert trainer_of(deps).trainings == {}  # nothing was charged
     logged = [r for r in caplog.records if r.getMessage() == "training could not start"]

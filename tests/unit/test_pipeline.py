@@ -12,7 +12,7 @@ import pytest
 
 from devstack.sample_photos import make_photo
 from shared.domain.caller import Caller
-from shared.domain.job import JobStatus
+from shared.domain.job import FailureCode, JobStatus
 from shared.errors import AppError, UpstreamError
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.multipart import parse_form
@@ -192,6 +192,7 @@ def test_a_training_unknown_to_replicate_fails_the_job(deps):
     deps.trainer.trainings.clear()
     failed = refresh(job, deps)
     assert failed.status is JobStatus.FAILED and "no record" in (failed.error_message or "")
+    assert failed.failure_code is FailureCode.TRAINING_LOST
 
 
 def test_one_broken_job_does_not_stop_the_sweep(deps):
@@ -211,6 +212,7 @@ def test_one_broken_job_does_not_stop_the_sweep(deps):
     report = sweep(deps, Deadline(30))
     assert report.seen == 3 and report.errors == 1 and report.checked == 2
     assert [deps.jobs.get(j.id).status for j in jobs[1:]] == [JobStatus.FAILED] * 2
+    assert [deps.jobs.get(j.id).failure_code for j in jobs[1:]] == [FailureCode.TRAINING_FAILED] * 2
 
 
 def test_upload_incomplete_job_cannot_start(deps):

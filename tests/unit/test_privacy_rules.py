@@ -9,9 +9,9 @@ import pytest
 
 from devstack.sample_photos import make_photo
 from shared.domain.caller import Caller
-from shared.domain.job import Job, JobStatus
+from shared.domain.job import FailureCode, Job, JobStatus
 from shared.domain.twin import Twin
-from shared.errors import UpstreamError
+from shared.errors import AppError, UpstreamError
 from shared.plumbing.deadline import Deadline
 from shared.services.deps import Deps
 from shared.services.intake import normalise_all
@@ -79,7 +79,10 @@ def test_cancel_a_pending_job_and_it_never_trains(deps):
     job = new_job(deps, owner)
     canceled = cancel_job(owner, job.id, deps)
     assert canceled.status is JobStatus.FAILED and canceled.error_message == CANCELED_MESSAGE
-    assert start_training(owner, job.id, deps).status is JobStatus.FAILED
+    assert canceled.failure_code is FailureCode.CANCELED_BY_USER
+    with pytest.raises(AppError) as refused:
+        start_training(owner, job.id, deps)
+    assert (refused.value.status, refused.value.code) == (409, "job_failed")
     assert deps.trainer.trainings_created == 0
 
 
@@ -128,7 +131,9 @@ def test_cancel_during_a_start_stops_the_training_the_start_creates_afterwards(
         return created[-1]
 
     deps.trainer.create_training = create_after_the_cancel
-    start_training(owner, job.id, deps)
+    with pytest.raises(AppError) as refused:
+        start_training(owner, job.id, deps)
+    assert refused.value.code == "job_failed"
     assert row(deps, job.id).status is JobStatus.FAILED
     orphan = created[0].id
     if orphan_outcome == "succeeded":  # it even finished before anyone looked
@@ -173,6 +178,7 @@ def test_delete_during_training_cancels_it_first(deps):
     job = training_job(deps, owner)
     deleted = delete_job(owner, job.id, deps)
     assert deleted.deleted_at and deleted.status is JobStatus.FAILED
+    assert deleted.failure_code is FailureCode.DELETED_BY_USER
     assert deps.trainer.trainings[job.replicate_training_id].status == "canceled"
     assert deps.trainer.deleted_versions == []  # it never produced one
 
@@ -259,3 +265,4 @@ def test_a_cancel_whose_own_webhook_lands_first_still_reads_canceled_by_user(dep
     deps.trainer.cancel_training = cancel_and_deliver_the_webhook
     canceled = cancel_job(owner, job.id, deps)
     assert canceled.status is JobStatus.FAILED and canceled.error_message == CANCELED_MESSAGE
+    assert canceled.failure_code is FailureCode.CANCELED_BY_USER

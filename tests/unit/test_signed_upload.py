@@ -15,7 +15,7 @@ from PIL import Image
 from devstack.sample_photos import make_photo
 from shared.contract import SignedUploadResponse
 from shared.domain.caller import Caller
-from shared.domain.job import JobStatus
+from shared.domain.job import FailureCode, JobStatus
 from shared.errors import AppError
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.settings import Settings
@@ -211,6 +211,7 @@ def test_complete_after_the_window_fails_the_job_and_removes_its_objects() -> No
     assert (error.status, error.code) == (409, "upload_expired")
     job = env.jobs.get(created.job_id)
     assert job is not None and job.status is JobStatus.FAILED and job.error_message
+    assert job.failure_code is FailureCode.UPLOAD_EXPIRED
     assert env.photos.objects == {}
     again = env.refused(env.complete, created.job_id)
     assert (again.status, again.code) == (409, "upload_expired")
@@ -230,6 +231,7 @@ def test_the_sweep_fails_expired_uploads_only() -> None:
     report = expire_uploads(env.deps, Deadline(60))
     assert (report.seen, report.expired, report.errors) == (2, 1, 0)
     assert env.jobs.get(late.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
+    assert env.jobs.get(late.job_id).failure_code is FailureCode.UPLOAD_EXPIRED  # type: ignore[union-attr]
     assert env.jobs.get(fresh.job_id).status is JobStatus.UPLOADING  # type: ignore[union-attr]
     assert all(str(fresh.job_id) in path for path in env.photos.objects)
     assert len(env.photos.objects) == 2

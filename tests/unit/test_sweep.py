@@ -13,7 +13,7 @@ import pytest
 
 from devstack.sample_photos import make_photo
 from shared.domain.claims import NOT_STARTED_MESSAGE
-from shared.domain.job import Job, JobStatus
+from shared.domain.job import FailureCode, Job, JobStatus
 from shared.errors import UpstreamError
 from shared.plumbing.deadline import Deadline
 from shared.services.deps import Deps
@@ -224,6 +224,7 @@ def test_a_training_without_progress_for_the_limit_is_canceled_and_failed(deps):
     assert failed.error_message == (
         "The training made no progress for 90 minutes and was canceled; start a new training."
     )
+    assert failed.failure_code is FailureCode.STALLED
     assert fake_trainer(deps).trainings[training_id(job)].status == "canceled"
 
 
@@ -307,6 +308,7 @@ def test_a_claim_that_never_started_is_failed_after_the_stale_limit(deps):
     sweep(deps, Deadline(30))
     failed = row(deps, job.id)
     assert failed.status is JobStatus.FAILED and failed.error_message == NOT_STARTED_MESSAGE
+    assert failed.failure_code is FailureCode.NOT_STARTED
     assert fake_trainer(deps).trainings_created == 0
 
 
