@@ -13,7 +13,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
+from shared.domain.phases import Phase, phase_text
 
 
 class CamelModel(BaseModel):
@@ -42,6 +44,12 @@ class JobRequest(CamelModel):
 
     job_id: UUID
     user_id: UUID | None = None
+
+
+class StatusRequest(JobRequest):
+    """Body of check_training_status's POST: `history: true` adds the progress history."""
+
+    history: bool = Field(False, strict=True)
 
 
 class UploadResponse(CamelModel):
@@ -73,6 +81,33 @@ class StartResponse(CamelModel):
         )
 
 
+def _significant(value: float | None, digits: int) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+class ProgressHistory(CamelModel):
+    """A job's history as parallel arrays (compact: at most 200 entries each, ~5 KB): the
+    seconds after `startedAt` (when the training phase began), the step, the mean loss of the
+    steps since the previous point, the trainer's steps per second."""
+
+    started_at: datetime | None
+    seconds: list[int]
+    steps: list[int]
+    loss: list[float | None]
+    steps_per_second: list[float | None]
+
+    @classmethod
+    def of(cls, job: Job, points: list[ProgressPoint]) -> ProgressHistory:
+        began = job.phase_times.get(Phase.TRAINING) or (points[0].observed_at if points else None)
+        return cls(
+            started_at=began,
+            seconds=[round((p.observed_at - began).total_seconds()) for p in points if began],
+            steps=[p.step for p in points],
+            loss=[_significant(p.loss, 4) for p in points],
+            steps_per_second=[_significant(p.steps_per_second, 3) for p in points],
+        )
+
+
 class StatusResponse(CamelModel):
     job_id: UUID
     status: JobStatus
@@ -80,9 +115,15 @@ class StatusResponse(CamelModel):
     model_version: str | None
     error_message: str | None
     estimated_completion: datetime | None
+    # What the job is doing, for a person (issue 18).
+    phase: Phase
+    phase_text: str
+    step: int | None
+    total_steps: int | None
+    history: ProgressHistory | None = None  # only when asked for (`history=1`)
 
     @classmethod
-    def of(cls, job: Job) -> StatusResponse:
+    def of(cls, job: Job, history: list[ProgressPoint] | None = None) -> StatusResponse:
         return cls(
             job_id=job.id,
             status=job.status,
@@ -90,6 +131,16 @@ class StatusResponse(CamelModel):
             model_version=job.replicate_model_version,
             error_message=job.error_message,
             estimated_completion=job.estimated_completion,
+            phase=job.phase,
+            phase_text=phase_text(
+                job.phase,
+                uploaded=job.status is JobStatus.PENDING,
+                step=job.step,
+                total=job.total_steps,
+            ),
+            step=job.step,
+            total_steps=job.total_steps,
+            history=None if history is None else ProgressHistory.of(job, history),
         )
 
 

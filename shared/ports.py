@@ -4,7 +4,8 @@ Read this first. Each interface has one real adapter (`shared/adapters/`, built 
 `shared/bootstrap.py`) and one in-memory fake (`tests/fakes.py`), and both are held to the same
 behaviour (`tests/sql/test_job_store_contract.py` for the job store).
 
-- `JobStore`: the `ai_training_jobs` rows. Every write that moves a job is a compare-and-set.
+- `JobStore`: the `ai_training_jobs` rows (every write that moves a job is a compare-and-set) and
+  each job's progress history (`training_progress_points`).
 - `PhotoStore`: the private photo bucket.
 - `Trainer`: Replicate (Files API, the destination model, trainings).
 - `Notifier`: the completion notice.
@@ -20,6 +21,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.domain.eta import FinishedTimeline
+from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.training import TrainingInfo
@@ -61,6 +64,21 @@ class JobStore(Protocol):
         ...
 
     def delete(self, job_id: UUID) -> None: ...
+
+    def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
+        """When each of the last `limit` completed jobs entered each phase, newest first."""
+        ...
+
+    def add_progress_points(self, job_id: UUID, points: Sequence[ProgressPoint]) -> None:
+        """Keep `points` in the job's history (a bucket kept already stays as it is); the
+        database drops them unless the job is training. One call, safe to repeat."""
+        ...
+
+    def progress_points(self, job_id: UUID) -> list[ProgressPoint]:
+        """The job's history in step order."""
+        ...
+
+    def delete_progress_points(self, job_id: UUID) -> None: ...
 
 
 class PhotoStore(Protocol):

@@ -1,4 +1,4 @@
-"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's cancel
+"""check_training_status: a job's status (GET /?jobId=[&history=1], POST /), the owner's cancel
 (POST /cancel) and delete (DELETE /?jobId=, POST /delete), Replicate's webhooks
 (POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job."""
 
@@ -13,12 +13,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import DeletionResponse, StatusResponse
+from shared.contract import DeletionResponse, StatusRequest, StatusResponse
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
 from shared.services.privacy import cancel_job, delete_job
-from shared.services.status import apply_webhook, get_status
+from shared.services.status import apply_webhook, get_status, progress_history
 from shared.services.sweep import sweep_all
 
 app = api.make_app(bootstrap.settings)
@@ -26,22 +26,26 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
-def _answer(user_id: UUID, job_id: UUID) -> Any:
+def _answer(user_id: UUID, job_id: UUID, *, history: bool) -> Any:
     logger.append_keys(job_id=str(job_id))
-    job = get_status(user_id, job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(200, StatusResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    job = get_status(user_id, job_id, deps)
+    points = progress_history(job, deps) if history else None
+    return api.respond(200, StatusResponse.of(job, points))
 
 
 @app.get("/")
 def status_get() -> Any:
     who = requests.caller(app)
-    return _answer(who.user_id, requests.query_job_id(app))
+    job_id = requests.query_job_id(app)
+    return _answer(who.user_id, job_id, history=requests.query_flag(app, "history"))
 
 
 @app.post("/")
 def status_post() -> Any:
-    who, request = requests.job_request(app)
-    return _answer(who.user_id, request.job_id)
+    who, body = requests.json_request(app)
+    request = requests.parse_model(StatusRequest, body)
+    return _answer(who.user_id, request.job_id, history=request.history)
 
 
 @app.post("/cancel")

@@ -6,8 +6,8 @@ keeping what we no longer need.
 - Retention: once a job is final, its zip leaves Replicate's Files API (the cancel and delete paths
   try at once, the sweep makes sure), and its photos leave Storage after `photo_retention_days`.
 - Delete: the request is written first (`deletion_requested_at`: from then on the job is final,
-  hidden from every route and from RLS reads); then the photos, the zip and the trained version are
-  removed, each stamped when gone; last, the row is anonymised (`deleted_at`). Whatever fails is
+  hidden from every route and from RLS reads); then the photos, the zip, the trained version and
+  the progress history are removed, each (but the history) stamped when gone; last, the row is anonymised (`deleted_at`). Whatever fails is
   retried by the sweep until done. The row stays as a tombstone (ids, times, cost; no name, no
   customisation, no photo paths), so a repeated delete gets the same answer.
 
@@ -29,6 +29,7 @@ from aws_lambda_powertools import Logger
 
 from shared.domain.claims import last_sign_of_life
 from shared.domain.job import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus
+from shared.domain.phases import Phase
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
@@ -93,6 +94,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
             _refuse_if_finished(apply_training(job, training, deps))  # it finished first
     changes: dict[str, Any] = {
         "status": JobStatus.FAILED,
+        "phase": Phase.CANCELED,
         "error_message": CANCELED_MESSAGE,
         "estimated_completion": None,
         **_no_notice(job),
@@ -109,7 +111,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
         canceled = (
             deps.jobs.update(
                 job.id,
-                {"error_message": CANCELED_MESSAGE, **_no_notice(current)},
+                {"error_message": CANCELED_MESSAGE, "phase": Phase.CANCELED, **_no_notice(current)},
                 expect_status=JobStatus.FAILED,
             )
             or current
@@ -170,6 +172,7 @@ def finish_deletion(job: Job, deps: Deps, now: datetime) -> Job:
         [
             lambda stamps: _release_replicate(job, deps, now, stamps, keep_model=False),
             lambda stamps: _remove_photos(job, deps, now, stamps),
+            lambda _: _remove_history(job, deps),
         ],
     )
     if not settled:
@@ -276,6 +279,13 @@ def _release_replicate(
         deps.trainer.delete_model_version(version)
         stamps["model_version_deleted_at"] = now
     return settled
+
+
+def _remove_history(job: Job, deps: Deps) -> bool:
+    """The progress history; none can come back once the job is final (the database drops
+    points for a job that is not training)."""
+    deps.jobs.delete_progress_points(job.id)
+    return True
 
 
 def _remove_photos(job: Job, deps: Deps, now: datetime, stamps: dict[str, Any]) -> bool:

@@ -9,8 +9,10 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared.domain.claims import stalled_start
+from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
-from shared.domain.progress import plan_update
+from shared.domain.progress import history_points, plan_update
+from shared.domain.trainer_logs import LogReading, read_logs
 from shared.domain.training import TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.plumbing import webhooks
@@ -34,12 +36,19 @@ def apply_training(
     *,
     extra: dict | None = None,
     planned: dict | None = None,
+    reading: LogReading | None = None,
 ) -> Job:
     """Move the row to what `training` says, if it is still in the state we read.
 
-    `planned`: the `plan_update` of this job and training, when the caller made it already."""
+    `planned`: the `plan_update` of this job and training (and `reading` its logs read), when
+    the caller made them already."""
+    reading = reading or read_logs(training.logs)
     if planned is None:
-        planned = plan_update(job, training, datetime.now(UTC), deps.settings)
+        planned = plan_update(job, training, datetime.now(UTC), deps.settings, reading)
+    if points := history_points(job, reading, planned):
+        # Before the row: if the row's write is lost, the next refresh derives these again
+        # (a bucket kept already stays), so no point is ever skipped.
+        deps.jobs.add_progress_points(job.id, points)
     changes = {**planned, **(extra or {})}
     if training.is_terminal and job.status is JobStatus.TRAINING:
         _log_finished(job, training)
@@ -92,7 +101,8 @@ def refresh(job: Job, deps: Deps) -> Job:
         return _fail(
             job, deps, "Replicate has no record of this training any more; start a new one."
         )
-    planned = plan_update(job, training, now, deps.settings)
+    reading = read_logs(training.logs)
+    planned = plan_update(job, training, now, deps.settings, reading)
     if not training.is_terminal and _stuck(job, training, planned, now, deps.settings):
         deps.trainer.cancel_training(training.id)  # first: a failed row would never cancel it
         return _fail(
@@ -101,7 +111,7 @@ def refresh(job: Job, deps: Deps) -> Job:
             f"The training made no progress for {deps.settings.training_stale_minutes:g} "
             "minutes and was canceled; start a new training.",
         )
-    return apply_training(job, training, deps, planned=planned)
+    return apply_training(job, training, deps, planned=planned, reading=reading)
 
 
 def _stuck(
@@ -148,6 +158,11 @@ def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
             "status refresh failed; answering from the row", extra={"job_id": str(job_id)}
         )
         return job
+
+
+def progress_history(job: Job, deps: Deps) -> list[ProgressPoint]:
+    """The job's history for its owner's status answer (one database read, only on request)."""
+    return deps.jobs.progress_points(job.id)
 
 
 def apply_webhook(job_id: UUID, headers: dict[str, str], body: bytes, deps: Deps) -> Job:

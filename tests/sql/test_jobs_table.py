@@ -66,6 +66,12 @@ ADDED_COLUMNS = {
     "photos_deleted_at": "timestamp with time zone",
     "replicate_file_deleted_at": "timestamp with time zone",
     "model_version_deleted_at": "timestamp with time zone",
+    # visible progress: the phase, the trainer's step, the estimate's evidence
+    "phase": "text",
+    "step": "integer",
+    "total_steps": "integer",
+    "phase_times": "jsonb",
+    "expected_phase_seconds": "jsonb",
 }
 
 
