@@ -7,9 +7,10 @@ keeping what we no longer need.
   try at once, the sweep makes sure), and its photos leave Storage after `photo_retention_days`.
 - Delete: the request is written first (`deletion_requested_at`: from then on the job is final,
   hidden from every route and from RLS reads); then the photos, the zip, the trained version and
-  the progress history are removed, each (but the history) stamped when gone; last, the row is anonymised (`deleted_at`). Whatever fails is
-  retried by the sweep until done. The row stays as a tombstone (ids, times, cost; no name, no
-  customisation, no photo paths), so a repeated delete gets the same answer.
+  the progress history are removed, each (but the history) stamped when gone; last, the row is
+  anonymised (`deleted_at`). Whatever fails is retried by the sweep until done. The row stays as a
+  tombstone (ids, times, cost; no name, no customisation, no photo paths), so a repeated delete
+  gets the same answer.
 
 A start may still be running when its job is canceled or deleted: it holds a claim but has not
 recorded its training. Its compare-and-set writes fail from then on, but it may already have
