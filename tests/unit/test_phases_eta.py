@@ -189,6 +189,18 @@ def test_a_slower_trainer_moves_the_estimate_one_way_onto_the_real_end() -> None
     assert all(b >= a - 3.0 for a, b in itertools.pairwise(errors))  # later only, never back
 
 
+def test_a_stalled_trainer_moves_the_estimate_with_the_clock() -> None:
+    reads = replay(RUN, SETTINGS, RUN.exactly_expected())
+    read = next(r for r in reads if (r.job.step or 0) >= 300)
+    frozen = RUN.training_at(T0, read.t)  # the logs stop growing from here
+    at = T0 + timedelta(seconds=read.t)
+    before = plan_update(read.job, frozen, at, SETTINGS)["estimated_completion"]
+    stalled = plan_update(read.job, frozen, at + timedelta(seconds=60), SETTINGS)
+    # The next step was due one pace (0.7 s) after the last: late by the rest of the minute.
+    moved = (stalled["estimated_completion"] - before).total_seconds()
+    assert 58 <= moved <= 60
+
+
 def test_the_pace_is_the_slope_of_the_bar_not_setup_time() -> None:
     bars = read_logs(RUN.logs_at(RUN.boot + 600)).sample(100)
     assert observed_pace(bars) == pytest.approx(0.7, rel=0.01)  # 700 s / 1000 steps
