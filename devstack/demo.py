@@ -1,5 +1,5 @@
 """The flow a person goes through, driven against the local Function URLs: sign up, upload photos,
-start the training, watch the progress until the model is ready."""
+start the training, watch the progress (bar, phase and time left) until the model is ready."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
@@ -26,9 +27,23 @@ class DemoResult:
     seconds: float
 
 
-def progress_bar(progress: int, status: str) -> str:
+LINE_WIDTH = 100  # each redraw covers the one before
+
+
+def time_left(estimated: str | None, now: datetime) -> str:
+    if estimated is None:
+        return ""
+    seconds = max(0, round((datetime.fromisoformat(estimated) - now).total_seconds()))
+    minutes, seconds = divmod(seconds, 60)
+    return f", about {minutes} min {seconds} s left" if minutes else f", about {seconds} s left"
+
+
+def progress_bar(status: dict, now: datetime) -> str:
+    """`[#####.....]  57% Training, step 450 of 1000, about 4 min 10 s left`."""
+    progress = status["progress"]
     filled = BAR_WIDTH * progress // 100
-    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress:3d}% {status}"
+    bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress:3d}%"
+    return f"{bar} {status['phaseText']}{time_left(status['estimatedCompletion'], now)}"
 
 
 def run_flow(
@@ -64,8 +79,11 @@ def run_flow(
         while time.monotonic() < deadline:
             response = http.get(env["STATUS_URL"], headers=auth, params={"jobId": job_id})
             _expect(response, 200, "status")
+            phase = status.get("phase")
             status = response.json()
-            write("\r" + progress_bar(status["progress"], status["status"]))
+            if phase is not None and status["phase"] != phase:
+                write("\n")  # each phase keeps its last line; the bar redraws within one
+            write("\r" + progress_bar(status, datetime.now(UTC)).ljust(LINE_WIDTH))
             if hasattr(out, "flush"):
                 out.flush()
             if status["status"] in ("completed", "failed"):

@@ -199,6 +199,10 @@ class LocalStack(Lifecycle):
                 REPLICATE_DESTINATION_MODEL=f"{self.replicate.owner}/{DESTINATION_NAME}",
                 WEBHOOK_BASE_URL=self.url("check_training_status").rstrip("/"),
                 REPLICATE_WEBHOOK_SECRET=self.webhook_secret,
+                # The estimate's fallback until a job has completed: the emulator's timing.
+                EXPECTED_TRAINING_SECONDS=str(
+                    self.options.boot_seconds + self.options.train_seconds
+                ),
             )
         else:
             # Real Replicate cannot reach 127.0.0.1, so no webhooks: the schedule does the work.

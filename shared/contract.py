@@ -22,7 +22,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel, to_snake
 
+from shared.domain.history import ProgressPoint
 from shared.domain.job import FailureCode, Job, JobStatus
+from shared.domain.phases import Phase, phase_text
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin
 from shared.errors import ErrorCode
@@ -59,6 +61,12 @@ class JobRequest(CamelModel):
 
     job_id: UUID
     user_id: UUID | None = None
+
+
+class StatusRequest(JobRequest):
+    """Body of check_training_status's POST: `history: true` adds the progress history."""
+
+    history: bool = Field(False, strict=True)
 
 
 class UploadResponse(CamelModel):
@@ -101,6 +109,39 @@ class StartResponse(CamelModel):
         )
 
 
+def _significant(value: float | None, digits: int) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+class ProgressHistory(CamelModel):
+    """A job's history as parallel arrays (compact: at most 200 entries each, ~5 KB): the
+    seconds after `startedAt` (when the training phase began), the step, the mean loss of the
+    steps since the previous point, the trainer's steps per second."""
+
+    started_at: datetime | None
+    seconds: list[int]
+    steps: list[int]
+    loss: list[float | None]
+    steps_per_second: list[float | None]
+
+    @classmethod
+    def of(cls, job: Job, points: list[ProgressPoint]) -> ProgressHistory:
+        began = job.phase_times.get(Phase.TRAINING) or (points[0].observed_at if points else None)
+        return cls(
+            started_at=began,
+            seconds=[round((p.observed_at - began).total_seconds()) for p in points if began],
+            steps=[p.step for p in points],
+            loss=[_significant(p.loss, 4) for p in points],
+            steps_per_second=[_significant(p.steps_per_second, 3) for p in points],
+        )
+
+
+def _phase_text(job: Job) -> str:
+    return phase_text(
+        job.phase, uploaded=job.status is JobStatus.PENDING, step=job.step, total=job.total_steps
+    )
+
+
 class StatusResponse(CamelModel):
     """The job's status, progress and result, and when to ask again."""
 
@@ -114,11 +155,23 @@ class StatusResponse(CamelModel):
     error_code: FailureCode | None  # why a failed job failed; null unless failed
     error_message: str | None
     estimated_completion: datetime | None
+    # What the job is doing, for a person.
+    phase: Phase
+    phase_text: str
+    step: int | None
+    total_steps: int | None
     # When to ask again (also the Retry-After header); null once the job is final.
     retry_after_seconds: int | None
+    history: ProgressHistory | None = None  # only when asked for (`history=1`)
 
     @classmethod
-    def of(cls, job: Job, twin: Twin | None, retry_after_seconds: int | None) -> StatusResponse:
+    def of(
+        cls,
+        job: Job,
+        twin: Twin | None,
+        retry_after_seconds: int | None,
+        history: list[ProgressPoint] | None = None,
+    ) -> StatusResponse:
         return cls(
             job_id=job.id,
             twin_id=job.twin_id,
@@ -131,6 +184,11 @@ class StatusResponse(CamelModel):
             error_message=job.error_message,
             estimated_completion=job.estimated_completion,
             retry_after_seconds=retry_after_seconds,
+            phase=job.phase,
+            phase_text=_phase_text(job),
+            step=job.step,
+            total_steps=job.total_steps,
+            history=None if history is None else ProgressHistory.of(job, history),
         )
 
 
@@ -141,10 +199,13 @@ class VersionResponse(CamelModel):
     version: int | None
     active: bool
     status: JobStatus
+    phase: Phase
+    phase_text: str
     progress: int
     created_at: datetime
     completed_at: datetime | None
     model_version: str | None
+    error_code: FailureCode | None
     error_message: str | None
 
     @classmethod
@@ -154,10 +215,13 @@ class VersionResponse(CamelModel):
             version=job.version,
             active=twin.active_job_id == job.id,
             status=job.status,
+            phase=job.phase,
+            phase_text=_phase_text(job),
             progress=job.progress,
             created_at=job.created_at,
             completed_at=job.completed_at,
             model_version=job.replicate_model_version,
+            error_code=job.failure_code,
             error_message=job.error_message,
         )
 
@@ -230,6 +294,8 @@ class JobSummary(CamelModel):
     version: int | None
     fursona_name: str
     status: JobStatus
+    phase: Phase
+    phase_text: str
     progress: int
     model_version: str | None
     error_code: FailureCode | None
@@ -246,6 +312,8 @@ class JobSummary(CamelModel):
             version=job.version,
             fursona_name=job.furrsona_name,
             status=job.status,
+            phase=job.phase,
+            phase_text=_phase_text(job),
             progress=job.progress,
             model_version=job.replicate_model_version,
             error_code=job.failure_code,
@@ -453,6 +521,13 @@ _TWIN_PATH = frozenset({E.INVALID_TWIN_ID, E.TWIN_NOT_FOUND})
 
 _JOB_ID = {"type": "string", "format": "uuid"}
 JOB_ID_QUERY = Param("jobId", "query", "The job's id (a UUID).", _JOB_ID)
+HISTORY_QUERY = Param(
+    "history",
+    "query",
+    "`1` (or `true`) adds the progress history (loss and pace per step) to the answer.",
+    {"type": "string", "enum": ["0", "1", "false", "true"]},
+    required=False,
+)
 TWIN_ID_PATH = Param("twinId", "path", "The twin's id (a UUID).", _JOB_ID)
 
 UPLOAD_MULTIPART = route(
@@ -535,8 +610,8 @@ GET_STATUS = route(
     "A job's status and progress",
     Auth.USER,
     {200: StatusResponse},
-    _USER | _JOB_QUERY | {E.JOB_STATE_CHANGED},
-    params=(JOB_ID_QUERY,),
+    _USER | _JOB_QUERY | {E.INVALID_FIELD, E.JOB_STATE_CHANGED},
+    params=(JOB_ID_QUERY, HISTORY_QUERY),
     polling=True,
     description="Reads Replicate at most once per refresh interval per job; between reads it "
     "answers from the row.",
@@ -550,7 +625,7 @@ POST_STATUS = route(
     Auth.USER,
     {200: StatusResponse},
     _USER | _JOB_BODY | {E.JOB_STATE_CHANGED},
-    body=JobRequest,
+    body=StatusRequest,
     body_limit=MAX_JSON_BODY_BYTES,
     polling=True,
 )

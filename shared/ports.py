@@ -4,8 +4,8 @@ Read this first. Each interface has one real adapter (`shared/adapters/`, built 
 `shared/bootstrap.py`) and one in-memory fake (`tests/fakes.py`), and both are held to the same
 behaviour (`tests/sql/test_job_store_contract.py` for the job store).
 
-- `JobStore`: the `ai_training_jobs` rows (a twin's versions). Every write that moves a job is a
-  compare-and-set.
+- `JobStore`: the `ai_training_jobs` rows (a twin's versions; every write that moves a job is a
+  compare-and-set) and each job's progress history (`training_progress_points`).
 - `TwinStore`: the `twins` rows: names, customisations, which version is active.
 - `PhotoStore`: the private photo bucket.
 - `Trainer`: Replicate (Files API, the destination model, trainings).
@@ -22,6 +22,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.domain.eta import FinishedTimeline
+from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.training import TrainingInfo
@@ -73,6 +75,21 @@ class JobStore(Protocol):
     def list_versions(self, twin_ids: Sequence[UUID]) -> list[Job]:
         """Every job of these twins (deleted ones included), by twin and version."""
         ...
+
+    def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
+        """When each of the last `limit` completed jobs entered each phase, newest first."""
+        ...
+
+    def add_progress_points(self, job_id: UUID, points: Sequence[ProgressPoint]) -> None:
+        """Keep `points` in the job's history (a bucket kept already stays as it is); the
+        database drops them unless the job is training. One call, safe to repeat."""
+        ...
+
+    def progress_points(self, job_id: UUID) -> list[ProgressPoint]:
+        """The job's history in step order."""
+        ...
+
+    def delete_progress_points(self, job_id: UUID) -> None: ...
 
 
 class TwinStore(Protocol):

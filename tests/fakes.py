@@ -16,12 +16,36 @@ from typing import IO, Any
 from uuid import UUID
 
 from shared.adapters.postgrest import to_db
+from shared.domain.eta import FinishedTimeline
+from shared.domain.history import ProgressPoint
 from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
 from shared.domain.notice import CompletionNotice
+from shared.domain.phases import TRAINING_PHASES, Phase, later
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode
 from shared.ports import JobPosition, ObjectMissing, SignedUpload, UploadedFile
+
+
+def _track_phase(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Like the trigger `ai_training_jobs_track_phase`: the phase follows the status and never
+    goes back within a training; `step` never goes down; a phase's entry time stays."""
+    status, phase = JobStatus(new["status"]), Phase(new["phase"])
+    if status in (JobStatus.UPLOADING, JobStatus.PENDING):
+        phase = Phase.UPLOADING
+    elif status is JobStatus.COMPLETED:
+        phase = Phase.DONE
+    elif status is JobStatus.FAILED:
+        phase = Phase.CANCELED if phase is Phase.CANCELED else Phase.FAILED
+    elif phase not in TRAINING_PHASES:
+        phase = Phase.PREPARING_GPU
+    if old is not None:
+        if status is JobStatus.TRAINING and old["status"] == JobStatus.TRAINING:
+            phase = later(Phase(old["phase"]), phase)
+        steps = [s for s in (old["step"], new["step"]) if s is not None]
+        new["step"] = max(steps) if steps else None
+        new["phase_times"] = {**new["phase_times"], **old["phase_times"]}
+    new["phase"] = phase
 
 
 class InMemoryJobStore:
@@ -30,6 +54,7 @@ class InMemoryJobStore:
         self.lock = threading.RLock()  # shared with the twin store, which calls back in
         self.history: list[tuple[UUID, str, int]] = []
         self.twins: InMemoryTwinStore | None = None  # set by InMemoryTwinStore(jobs)
+        self.points: dict[UUID, dict[int, ProgressPoint]] = {}
 
     def insert(self, row: dict[str, Any]) -> Job:
         with self.lock:
@@ -41,8 +66,10 @@ class InMemoryJobStore:
             if self.twins is not None:
                 data.update(self.twins.take_version(data))
             job = Job.model_validate(data)
-            self.rows[job.id] = job.model_dump()
-            return job
+            row = job.model_dump()
+            _track_phase(None, row)
+            self.rows[job.id] = row
+            return Job.model_validate(row)
 
     def get(self, job_id: UUID) -> Job | None:
         with self.lock:
@@ -99,6 +126,7 @@ class InMemoryJobStore:
             )
             new["progress_changed_at"] = datetime.now(UTC) if moved else row["progress_changed_at"]
             new["updated_at"] = datetime.now(UTC)
+            _track_phase(row, new)
             job = Job.model_validate(
                 {k: to_db(v) if isinstance(v, JobStatus) else v for k, v in new.items()}
             )
@@ -173,6 +201,31 @@ class InMemoryJobStore:
     def delete(self, job_id: UUID) -> None:
         with self.lock:
             self.rows.pop(job_id, None)
+            self.points.pop(job_id, None)  # on delete cascade
+
+    def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
+        with self.lock:
+            done = [Job.model_validate(r) for r in self.rows.values()]
+        done = [j for j in done if j.status is JobStatus.COMPLETED and j.completed_at]
+        done.sort(key=lambda j: j.completed_at or j.created_at, reverse=True)
+        return [FinishedTimeline(j.phase_times, j.total_steps) for j in done[:limit]]
+
+    def add_progress_points(self, job_id: UUID, points: Sequence[ProgressPoint]) -> None:
+        with self.lock:
+            row = self.rows.get(job_id)
+            if row is None or row["status"] != JobStatus.TRAINING:
+                return  # like the trigger: points only while the job trains
+            kept = self.points.setdefault(job_id, {})
+            for point in points:
+                kept.setdefault(point.bucket, point)
+
+    def progress_points(self, job_id: UUID) -> list[ProgressPoint]:
+        with self.lock:
+            return [p for _, p in sorted(self.points.get(job_id, {}).items())]
+
+    def delete_progress_points(self, job_id: UUID) -> None:
+        with self.lock:
+            self.points.pop(job_id, None)
 
     def list_versions(self, twin_ids: Sequence[UUID]) -> list[Job]:
         with self.lock:

@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from shared import contract
 from shared.contract import Auth, Route
 from shared.domain.job import FailureCode, JobStatus
+from shared.domain.phases import Phase
 from shared.domain.training import TrainingInfo
 from shared.errors import ErrorCode
 from shared.photos.rules import ACCEPTED_UPLOAD_CONTENT_TYPES
@@ -96,10 +97,13 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                 version=1,
                 active=False,
                 status=JobStatus.COMPLETED,
+                phase=Phase.DONE,
+                phase_text="Done",
                 progress=100,
                 created_at=AT - timedelta(days=3),
                 completed_at=AT - timedelta(days=3) + timedelta(minutes=11),
                 model_version=VERSION.replace("5c7d", "9e1a"),
+                error_code=None,
                 error_message=None,
             ),
             contract.VersionResponse(
@@ -107,10 +111,13 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                 version=2,
                 active=True,
                 status=JobStatus.COMPLETED,
+                phase=Phase.DONE,
+                phase_text="Done",
                 progress=100,
                 created_at=AT - timedelta(minutes=20),
                 completed_at=AT - timedelta(minutes=9),
                 model_version=VERSION,
+                error_code=None,
                 error_message=None,
             ),
         ],
@@ -133,6 +140,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         ),
         contract.CompleteRequest: contract.CompleteRequest(),
         contract.JobRequest: contract.JobRequest(job_id=JOB),
+        contract.StatusRequest: contract.StatusRequest(job_id=JOB, history=True),
         contract.UploadResponse: contract.UploadResponse(
             job_id=JOB,
             twin_id=TWIN,
@@ -178,7 +186,18 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             error_code=None,
             error_message=None,
             estimated_completion=AT + timedelta(minutes=9),
+            phase=Phase.TRAINING,
+            phase_text="Training, step 450 of 1000",
+            step=450,
+            total_steps=1000,
             retry_after_seconds=5,
+            history=contract.ProgressHistory(
+                started_at=AT + timedelta(minutes=2),
+                seconds=[3, 7, 10],
+                steps=[5, 10, 15],
+                loss=[0.3987, 0.3921, 0.3876],
+                steps_per_second=[1.43, 1.44, 1.43],
+            ),
         ),
         TrainingInfo: TrainingInfo(
             id="r6hzq4y3j9rm80cn8x1b3c8vzc",
@@ -201,6 +220,8 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                     version=1,
                     fursona_name="Ember",
                     status=JobStatus.COMPLETED,
+                    phase=Phase.DONE,
+                    phase_text="Done",
                     progress=100,
                     model_version=VERSION,
                     error_code=None,
@@ -215,6 +236,8 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                     version=1,
                     fursona_name="Ash",
                     status=JobStatus.FAILED,
+                    phase=Phase.CANCELED,
+                    phase_text="Canceled",
                     progress=57,
                     model_version=None,
                     error_code=FailureCode.CANCELED_BY_USER,

@@ -259,6 +259,8 @@ export interface components {
             version: number | null;
             fursonaName: string;
             status: components["schemas"]["JobStatus"];
+            phase: components["schemas"]["Phase"];
+            phaseText: string;
             progress: number;
             modelVersion: string | null;
             errorCode: components["schemas"]["FailureCode"] | null;
@@ -267,6 +269,36 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
             completedAt: string | null;
+        };
+        /**
+         * Phase
+         * @enum {string}
+         */
+        Phase: "uploading" | "waiting" | "preparing_gpu" | "reading_photos" | "training" | "saving" | "done" | "failed" | "canceled";
+        /**
+         * ProgressHistory
+         * @description A job's history as parallel arrays (compact: at most 200 entries each, ~5 KB): the
+         *     seconds after `startedAt` (when the training phase began), the step, the mean loss of the
+         *     steps since the previous point, the trainer's steps per second.
+         */
+        ProgressHistory: {
+            startedAt: string | null;
+            seconds: number[];
+            steps: number[];
+            loss: (number | null)[];
+            stepsPerSecond: (number | null)[];
+        };
+        /**
+         * StatusRequest
+         * @description Body of check_training_status's POST: `history: true` adds the progress history.
+         */
+        StatusRequest: {
+            /** Format: uuid */
+            jobId: string;
+            /** @default null */
+            userId?: string | null;
+            /** @default false */
+            history?: boolean;
         };
         /**
          * StatusResponse
@@ -284,7 +316,13 @@ export interface components {
             errorCode: components["schemas"]["FailureCode"] | null;
             errorMessage: string | null;
             estimatedCompletion: string | null;
+            phase: components["schemas"]["Phase"];
+            phaseText: string;
+            step: number | null;
+            totalSteps: number | null;
             retryAfterSeconds: number | null;
+            /** @default null */
+            history: components["schemas"]["ProgressHistory"] | null;
         };
         /**
          * TrainingInfo
@@ -365,11 +403,14 @@ export interface components {
             version: number | null;
             active: boolean;
             status: components["schemas"]["JobStatus"];
+            phase: components["schemas"]["Phase"];
+            phaseText: string;
             progress: number;
             /** Format: date-time */
             createdAt: string;
             completedAt: string | null;
             modelVersion: string | null;
+            errorCode: components["schemas"]["FailureCode"] | null;
             errorMessage: string | null;
         };
         /**
@@ -398,6 +439,8 @@ export interface operations {
             query: {
                 /** @description The job's id (a UUID). */
                 jobId: string;
+                /** @description `1` (or `true`) adds the progress history (loss and pace per step) to the answer. */
+                history?: "0" | "1" | "false" | "true";
             };
             header?: never;
             path?: never;
@@ -425,7 +468,34 @@ export interface operations {
                      *       "errorCode": null,
                      *       "errorMessage": null,
                      *       "estimatedCompletion": "2026-12-04T10:09:00Z",
-                     *       "retryAfterSeconds": 5
+                     *       "phase": "training",
+                     *       "phaseText": "Training, step 450 of 1000",
+                     *       "step": 450,
+                     *       "totalSteps": 1000,
+                     *       "retryAfterSeconds": 5,
+                     *       "history": {
+                     *         "startedAt": "2026-12-04T10:02:00Z",
+                     *         "seconds": [
+                     *           3,
+                     *           7,
+                     *           10
+                     *         ],
+                     *         "steps": [
+                     *           5,
+                     *           10,
+                     *           15
+                     *         ],
+                     *         "loss": [
+                     *           0.3987,
+                     *           0.3921,
+                     *           0.3876
+                     *         ],
+                     *         "stepsPerSecond": [
+                     *           1.43,
+                     *           1.44,
+                     *           1.43
+                     *         ]
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -499,6 +569,22 @@ export interface operations {
                     };
                 };
             };
+            /** @description - `invalid_field`: Fix the field the message names. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_field";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
             /**
              * @description - `misconfigured`: Nothing to change on your side; the operators are alerted.
              *     - `internal_error`: Try again; if it keeps failing, report it.
@@ -552,10 +638,11 @@ export interface operations {
                 /**
                  * @example {
                  *       "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
-                 *       "userId": null
+                 *       "userId": null,
+                 *       "history": true
                  *     }
                  */
-                "application/json": components["schemas"]["JobRequest"];
+                "application/json": components["schemas"]["StatusRequest"];
             };
         };
         responses: {
@@ -579,7 +666,34 @@ export interface operations {
                      *       "errorCode": null,
                      *       "errorMessage": null,
                      *       "estimatedCompletion": "2026-12-04T10:09:00Z",
-                     *       "retryAfterSeconds": 5
+                     *       "phase": "training",
+                     *       "phaseText": "Training, step 450 of 1000",
+                     *       "step": 450,
+                     *       "totalSteps": 1000,
+                     *       "retryAfterSeconds": 5,
+                     *       "history": {
+                     *         "startedAt": "2026-12-04T10:02:00Z",
+                     *         "seconds": [
+                     *           3,
+                     *           7,
+                     *           10
+                     *         ],
+                     *         "steps": [
+                     *           5,
+                     *           10,
+                     *           15
+                     *         ],
+                     *         "loss": [
+                     *           0.3987,
+                     *           0.3921,
+                     *           0.3876
+                     *         ],
+                     *         "stepsPerSecond": [
+                     *           1.43,
+                     *           1.44,
+                     *           1.43
+                     *         ]
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -943,7 +1057,34 @@ export interface operations {
                      *       "errorCode": null,
                      *       "errorMessage": null,
                      *       "estimatedCompletion": "2026-12-04T10:09:00Z",
-                     *       "retryAfterSeconds": 5
+                     *       "phase": "training",
+                     *       "phaseText": "Training, step 450 of 1000",
+                     *       "step": 450,
+                     *       "totalSteps": 1000,
+                     *       "retryAfterSeconds": 5,
+                     *       "history": {
+                     *         "startedAt": "2026-12-04T10:02:00Z",
+                     *         "seconds": [
+                     *           3,
+                     *           7,
+                     *           10
+                     *         ],
+                     *         "steps": [
+                     *           5,
+                     *           10,
+                     *           15
+                     *         ],
+                     *         "loss": [
+                     *           0.3987,
+                     *           0.3921,
+                     *           0.3876
+                     *         ],
+                     *         "stepsPerSecond": [
+                     *           1.43,
+                     *           1.44,
+                     *           1.43
+                     *         ]
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -1360,6 +1501,8 @@ export interface operations {
                      *           "version": 1,
                      *           "fursonaName": "Ember",
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
@@ -1374,6 +1517,8 @@ export interface operations {
                      *           "version": 1,
                      *           "fursonaName": "Ash",
                      *           "status": "failed",
+                     *           "phase": "canceled",
+                     *           "phaseText": "Canceled",
                      *           "progress": 57,
                      *           "modelVersion": null,
                      *           "errorCode": "canceled_by_user",
@@ -1518,10 +1663,13 @@ export interface operations {
                      *               "version": 1,
                      *               "active": false,
                      *               "status": "completed",
+                     *               "phase": "done",
+                     *               "phaseText": "Done",
                      *               "progress": 100,
                      *               "createdAt": "2026-12-01T10:00:00Z",
                      *               "completedAt": "2026-12-01T10:11:00Z",
                      *               "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *               "errorCode": null,
                      *               "errorMessage": null
                      *             },
                      *             {
@@ -1529,10 +1677,13 @@ export interface operations {
                      *               "version": 2,
                      *               "active": true,
                      *               "status": "completed",
+                     *               "phase": "done",
+                     *               "phaseText": "Done",
                      *               "progress": 100,
                      *               "createdAt": "2026-12-04T09:40:00Z",
                      *               "completedAt": "2026-12-04T09:51:00Z",
                      *               "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *               "errorCode": null,
                      *               "errorMessage": null
                      *             }
                      *           ]
@@ -1641,10 +1792,13 @@ export interface operations {
                      *           "version": 1,
                      *           "active": false,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-01T10:00:00Z",
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         },
                      *         {
@@ -1652,10 +1806,13 @@ export interface operations {
                      *           "version": 2,
                      *           "active": true,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-04T09:40:00Z",
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         }
                      *       ]
@@ -1964,10 +2121,13 @@ export interface operations {
                      *           "version": 1,
                      *           "active": false,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-01T10:00:00Z",
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         },
                      *         {
@@ -1975,10 +2135,13 @@ export interface operations {
                      *           "version": 2,
                      *           "active": true,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-04T09:40:00Z",
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         }
                      *       ]
@@ -2196,10 +2359,13 @@ export interface operations {
                      *           "version": 1,
                      *           "active": false,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-01T10:00:00Z",
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         },
                      *         {
@@ -2207,10 +2373,13 @@ export interface operations {
                      *           "version": 2,
                      *           "active": true,
                      *           "status": "completed",
+                     *           "phase": "done",
+                     *           "phaseText": "Done",
                      *           "progress": 100,
                      *           "createdAt": "2026-12-04T09:40:00Z",
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+                     *           "errorCode": null,
                      *           "errorMessage": null
                      *         }
                      *       ]
@@ -2444,7 +2613,34 @@ export interface operations {
                      *       "errorCode": null,
                      *       "errorMessage": null,
                      *       "estimatedCompletion": "2026-12-04T10:09:00Z",
-                     *       "retryAfterSeconds": 5
+                     *       "phase": "training",
+                     *       "phaseText": "Training, step 450 of 1000",
+                     *       "step": 450,
+                     *       "totalSteps": 1000,
+                     *       "retryAfterSeconds": 5,
+                     *       "history": {
+                     *         "startedAt": "2026-12-04T10:02:00Z",
+                     *         "seconds": [
+                     *           3,
+                     *           7,
+                     *           10
+                     *         ],
+                     *         "steps": [
+                     *           5,
+                     *           10,
+                     *           15
+                     *         ],
+                     *         "loss": [
+                     *           0.3987,
+                     *           0.3921,
+                     *           0.3876
+                     *         ],
+                     *         "stepsPerSecond": [
+                     *           1.43,
+                     *           1.44,
+                     *           1.43
+                     *         ]
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];

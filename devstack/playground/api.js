@@ -143,9 +143,13 @@ export function createApi(config) {
       return (await send(config.startUrl, { method: "POST", headers: bearer(session), body: { jobId } })).body;
     },
 
-    /** GET check_training_status ?jobId=: {status, progress, estimatedCompletion, errorMessage, modelVersion}. */
-    async getStatus(session, jobId) {
-      const url = `${config.statusUrl}?jobId=${encodeURIComponent(jobId)}`;
+    /**
+     * GET check_training_status ?jobId=: {status, phase, phaseText, step, totalSteps, progress,
+     * estimatedCompletion, errorMessage, modelVersion}; with {history: true} also `history`:
+     * {startedAt, seconds[], steps[], loss[], stepsPerSecond[]} (parallel arrays).
+     */
+    async getStatus(session, jobId, { history = false } = {}) {
+      const url = `${config.statusUrl}?jobId=${encodeURIComponent(jobId)}${history ? "&history=1" : ""}`;
       return (await send(url, { headers: bearer(session) })).body;
     },
 

@@ -1,5 +1,5 @@
 // A small SVG line chart: points [{x, y}] on linear axes, redrawn whole on every call.
-// Today it draws progress (%) over seconds; the same call will draw loss over step.
+// The page draws progress (%) over seconds until the history has points, then loss over step.
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 480;

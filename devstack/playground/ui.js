@@ -1,6 +1,6 @@
 // The page: sign in, choose photos, upload them through the signed flow, start, follow the job.
 // All network calls are in api.js; the chart is chart.js. Each panel has its own render function
-// so later panels (phases, loss history, versions, previews) can be added beside them.
+// so later panels (versions, previews) can be added beside them.
 
 import { ApiError, createApi, isFinal, loadConfig } from "./api.js";
 import { drawLineChart } from "./chart.js";
@@ -16,6 +16,7 @@ const state = {
   jobId: null,
   startedAt: 0,
   points: [],
+  history: null,
   pollTimer: null,
   busy: false,
 };
@@ -140,6 +141,7 @@ function beginJob(jobId) {
   state.jobId = jobId;
   state.startedAt = Date.now();
   state.points = [];
+  state.history = null;
   $("training").hidden = false;
   $("job-id").textContent = jobId;
   $("cancel").disabled = false;
@@ -158,6 +160,11 @@ function formatEta(iso, status) {
 function renderStatus(job) {
   $("status").textContent = job.status;
   $("status").dataset.status = job.status;
+  // The start answer has no phase yet; every status answer does.
+  if (job.phase) {
+    $("phase").textContent = job.phaseText;
+    $("phase").dataset.phase = job.phase;
+  }
   $("progress").value = job.progress;
   $("progress-text").textContent = `${job.progress}%`;
   $("eta").textContent = formatEta(job.estimatedCompletion, job.status);
@@ -166,7 +173,33 @@ function renderStatus(job) {
   $("cancel").disabled = isFinal(job.status);
 
   state.points.push({ x: (Date.now() - state.startedAt) / 1000, y: job.progress });
-  drawLineChart($("chart"), state.points, {
+  if (job.history) state.history = job.history; // a cancel's answer carries none: keep the last
+  renderChart();
+}
+
+// The trainer's loss over its steps once the history has points; progress over time before.
+function renderChart() {
+  const history = state.history;
+  const loss = history
+    ? history.steps.map((step, i) => ({ x: step, y: history.loss[i] })).filter((p) => p.y !== null)
+    : [];
+  const chart = $("chart");
+  if (loss.length > 0) {
+    chart.dataset.source = "history";
+    $("chart-caption").textContent = "The trainer's loss over its steps (each point the mean of its steps)";
+    const ys = loss.map((p) => p.y);
+    drawLineChart(chart, loss, {
+      xLabel: "step",
+      yLabel: "loss",
+      yMin: Math.floor(Math.min(...ys) * 10) / 10,
+      yMax: Math.ceil(Math.max(...ys) * 10) / 10,
+      describe: (pts) => `Loss over steps: ${pts.length} points, latest ${pts.at(-1).y} at step ${pts.at(-1).x}`,
+    });
+    return;
+  }
+  chart.dataset.source = "progress";
+  $("chart-caption").textContent = "Progress (%) over seconds since the upload finished";
+  drawLineChart(chart, state.points, {
     xLabel: "seconds",
     yLabel: "%",
     yMin: 0,
@@ -186,7 +219,7 @@ async function poll() {
   stopPolling();
   const jobId = state.jobId;
   try {
-    const job = await state.api.getStatus(state.session, jobId);
+    const job = await state.api.getStatus(state.session, jobId, { history: true });
     if (jobId !== state.jobId) return;
     renderStatus(job);
     if (isFinal(job.status)) return;

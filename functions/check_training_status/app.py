@@ -1,4 +1,4 @@
-"""check_training_status: a job's status (GET /?jobId=, POST /), the owner's job list
+"""check_training_status: a job's status (GET /?jobId=[&history=1], POST /), the owner's job list
 (GET /jobs), cancel (POST /cancel) and delete (DELETE /?jobId=, POST /delete), the owner's twins
 (GET /twins, GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active), Replicate's webhooks
 (POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job. The routes, their
@@ -18,6 +18,7 @@ from shared.api import requests
 from shared.contract import (
     ActivateRequest,
     DeletionResponse,
+    StatusRequest,
     TwinDeletionResponse,
     TwinListResponse,
     TwinResponse,
@@ -44,22 +45,25 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
-def _answer(user_id: UUID, job_id: UUID) -> Any:
+def _answer(user_id: UUID, job_id: UUID, *, history: bool) -> Any:
     logger.append_keys(job_id=str(job_id))
     deps = bootstrap.deps(requests.deadline(app))
-    return api.respond_status(status_answer(get_status(user_id, job_id, deps), deps))
+    job = get_status(user_id, job_id, deps)
+    return api.respond_status(status_answer(job, deps, with_history=history))
 
 
 @app.handle(contract.GET_STATUS)
 def status_get() -> Any:
     who = requests.caller(app)
-    return _answer(who.user_id, requests.query_job_id(app))
+    job_id = requests.query_job_id(app)
+    return _answer(who.user_id, job_id, history=requests.query_flag(app, "history"))
 
 
 @app.handle(contract.POST_STATUS)
 def status_post() -> Any:
-    who, request = requests.job_request(app)
-    return _answer(who.user_id, request.job_id)
+    who, body = requests.json_request(app)
+    request = requests.parse_model(StatusRequest, body)
+    return _answer(who.user_id, request.job_id, history=request.history)
 
 
 @app.handle(contract.LIST_JOBS)

@@ -20,7 +20,9 @@ REFUSED = ("23514", "P0001", "23503")
 
 
 def to_db(value: Any) -> Any:
-    """JSON-ready values for PostgREST."""
+    """JSON-ready values for PostgREST (into jsonb objects too, e.g. a job's phase times)."""
+    if isinstance(value, dict):
+        return {to_db(key): to_db(item) for key, item in value.items()}
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):

@@ -1,4 +1,4 @@
-"""`ai_training_jobs` through PostgREST (the `JobStore` port)."""
+"""`ai_training_jobs` and `training_progress_points` through PostgREST (the `JobStore` port)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared.adapters.postgrest import PostgrestTable, to_db
+from shared.domain.eta import FinishedTimeline
+from shared.domain.history import ProgressPoint
 from shared.domain.job import FINAL_STATUSES, Job, JobStatus
+from shared.domain.phases import Phase
 from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.ports import JobPosition
 
@@ -18,6 +21,7 @@ logger = Logger(child=True)
 
 
 TABLE = "ai_training_jobs"
+POINTS = "training_progress_points"
 # The partial unique index that allows one version on its way per twin (twins migration).
 IN_FLIGHT_INDEX = "ai_training_jobs_one_in_flight_per_twin"
 
@@ -41,6 +45,9 @@ def _twin_changed() -> AppError:
 def _timestamp(value: datetime) -> str:
     """A time for a PostgREST filter value: UTC, microseconds, no `+` to be mangled in a URL."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_PHASE_NAMES = frozenset(phase.value for phase in Phase)
 
 
 def _matches(job: Job, changes: dict[str, Any]) -> bool:
@@ -263,3 +270,85 @@ class PostgrestJobStore(PostgrestTable):
             )
         )
         return [Job.model_validate(r) for r in res.data]
+
+    def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
+        # The partial index on completed jobs by completed_at (visible progress migration).
+        res = self._run(
+            lambda: (
+                self._client.table(TABLE)
+                .select("phase_times,total_steps")
+                .eq("status", JobStatus.COMPLETED.value)
+                .order("completed_at", desc=True)
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+        )
+        return [
+            FinishedTimeline(
+                phase_times={
+                    Phase(name): datetime.fromisoformat(at)
+                    for name, at in (row["phase_times"] or {}).items()
+                    if name in _PHASE_NAMES
+                },
+                total_steps=row["total_steps"],
+            )
+            for row in res.data
+        ]
+
+    def add_progress_points(self, job_id: UUID, points: Sequence[ProgressPoint]) -> None:
+        from postgrest.types import ReturnMethod
+
+        rows = [
+            {
+                "job_id": str(job_id),
+                "bucket": point.bucket,
+                "step": point.step,
+                "observed_at": point.observed_at.isoformat(),
+                "loss": point.loss,
+                "steps_per_second": point.steps_per_second,
+            }
+            for point in points
+        ]
+        self._run(
+            lambda: (
+                self._client.table(POINTS)
+                .upsert(
+                    rows,
+                    on_conflict="job_id,bucket",
+                    ignore_duplicates=True,
+                    returning=ReturnMethod.minimal,
+                )
+                .retry(False)
+                .execute()
+            )
+        )
+
+    def progress_points(self, job_id: UUID) -> list[ProgressPoint]:
+        res = self._run(
+            lambda: (
+                self._client.table(POINTS)
+                .select("bucket,step,observed_at,loss,steps_per_second")
+                .eq("job_id", str(job_id))
+                .order("bucket")
+                .retry(False)
+                .execute()
+            )
+        )
+        return [
+            ProgressPoint(
+                bucket=row["bucket"],
+                step=row["step"],
+                observed_at=datetime.fromisoformat(row["observed_at"]),
+                loss=row["loss"],
+                steps_per_second=row["steps_per_second"],
+            )
+            for row in res.data
+        ]
+
+    def delete_progress_points(self, job_id: UUID) -> None:
+        self._run(
+            lambda: (
+                self._client.table(POINTS).delete().eq("job_id", str(job_id)).retry(False).execute()
+            )
+        )

@@ -84,6 +84,14 @@ def query_job_id(app: FunctionUrlApp) -> UUID:
     return parse_job_id(app.current_event.get_query_string_value("jobId", ""))
 
 
+def query_flag(app: FunctionUrlApp, name: str) -> bool:
+    """An optional `?name=1` (or `true`); absent, `0` or `false` is off."""
+    raw = (app.current_event.get_query_string_value(name, "") or "").lower()
+    if raw not in ("", "0", "1", "false", "true"):
+        raise AppError(ErrorCode.INVALID_FIELD, f"{name} must be 1 or 0 (or true or false).")
+    return raw in ("1", "true")
+
+
 def json_request(app: FunctionUrlApp) -> tuple[Caller, dict[str, Any]]:
     """The caller and their JSON object body; a `userId` in it must be the caller's own."""
     who = caller(app)

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.domain.phases import Phase
+
 MAX_NAME_LENGTH = 100
 
 
@@ -133,6 +135,13 @@ class Job(BaseModel):
     replicate_file_deleted_at: datetime | None = None
     model_version_deleted_at: datetime | None = None
     progress_changed_at: datetime | None = None  # set by the database when the job moves forward
+    # Progress you can see: the phase (the database keeps it in step with the status), the
+    # trainer's step, when each phase began, and what this job's estimate expects of each phase.
+    phase: Phase = Phase.UPLOADING
+    step: int | None = None
+    total_steps: int | None = None
+    phase_times: dict[Phase, datetime] = Field(default_factory=dict)
+    expected_phase_seconds: dict[str, float] | None = None
 
 
 def validate_furrsona_name(raw: object, *, field: str = "fursonaName") -> str:

@@ -6,10 +6,11 @@ keeping what we no longer need.
 - Retention: once a job is final, its zip leaves Replicate's Files API (the cancel and delete paths
   try at once, the sweep makes sure), and its photos leave Storage after `photo_retention_days`.
 - Delete: the request is written first (`deletion_requested_at`: from then on the job is final,
-  hidden from every route and from RLS reads); then the photos, the zip and the trained version are
-  removed, each stamped when gone; last, the row is anonymised (`deleted_at`). Whatever fails is
-  retried by the sweep until done. The row stays as a tombstone (ids, times, cost; no name, no
-  customisation, no photo paths), so a repeated delete gets the same answer.
+  hidden from every route and from RLS reads); then the photos, the zip, the trained version and
+  the progress history are removed, each (but the history) stamped when gone; last, the row is
+  anonymised (`deleted_at`). Whatever fails is retried by the sweep until done. The row stays as a
+  tombstone (ids, times, cost; no name, no customisation, no photo paths), so a repeated delete
+  gets the same answer.
 
 A start may still be running when its job is canceled or deleted: it holds a claim but has not
 recorded its training. Its compare-and-set writes fail from then on, but it may already have
@@ -36,6 +37,7 @@ from shared.domain.job import (
     JobStatus,
     failed,
 )
+from shared.domain.phases import Phase
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
@@ -100,6 +102,7 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
             _refuse_if_finished(apply_training(job, training, deps))  # it finished first
     changes: dict[str, Any] = {
         **failed(FailureCode.CANCELED_BY_USER, CANCELED_MESSAGE),
+        "phase": Phase.CANCELED,
         "estimated_completion": None,
         **_no_notice(job),
     }
@@ -115,7 +118,11 @@ def cancel_job(user_id: UUID, job_id: UUID, deps: Deps) -> Job:
         canceled = (
             deps.jobs.update(
                 job.id,
-                {**failed(FailureCode.CANCELED_BY_USER, CANCELED_MESSAGE), **_no_notice(current)},
+                {
+                    **failed(FailureCode.CANCELED_BY_USER, CANCELED_MESSAGE),
+                    "phase": Phase.CANCELED,
+                    **_no_notice(current),
+                },
                 expect_status=JobStatus.FAILED,
             )
             or current
@@ -192,6 +199,7 @@ def finish_deletion(job: Job, deps: Deps, now: datetime) -> Job:
         [
             lambda stamps: _release_replicate(job, deps, now, stamps, keep_model=False),
             lambda stamps: _remove_photos(job, deps, now, stamps),
+            lambda _: _remove_history(job, deps),
         ],
     )
     if not settled:
@@ -298,6 +306,13 @@ def _release_replicate(
         deps.trainer.delete_model_version(version)
         stamps["model_version_deleted_at"] = now
     return settled
+
+
+def _remove_history(job: Job, deps: Deps) -> bool:
+    """The progress history; none can come back once the job is final (the database drops
+    points for a job that is not training)."""
+    deps.jobs.delete_progress_points(job.id)
+    return True
 
 
 def _remove_photos(job: Job, deps: Deps, now: datetime, stamps: dict[str, Any]) -> bool:

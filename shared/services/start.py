@@ -32,10 +32,12 @@ from urllib.parse import quote
 from aws_lambda_powertools import Logger
 
 from shared.domain.claims import NOT_STARTED_MESSAGE, stalled_start
+from shared.domain.eta import RECENT_JOBS, Expected, expected_from
 from shared.domain.job import PROGRESS_TRAINING_STARTED, FailureCode, Job, JobStatus, failed
-from shared.domain.progress import estimate_completion
+from shared.domain.phases import Phase
+from shared.domain.progress import first_estimate
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
-from shared.errors import AppError, ErrorCode
+from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.photos.training_zip import write_training_zip
 from shared.plumbing.observability import record_training_finished, record_training_started
 from shared.plumbing.settings import Settings
@@ -216,14 +218,27 @@ def _renew_claim(
     return saved, renewed
 
 
+def _expected_phases(job: Job, deps: Deps) -> Expected:
+    """What each phase took in recently completed jobs: the basis of this job's estimate."""
+    try:
+        return expected_from(deps.jobs.recent_timelines(RECENT_JOBS), deps.settings)
+    except UpstreamError:
+        # Recording the training matters more: the settings' defaults stand in.
+        logger.warning("recent phase times unavailable", extra={"job_id": str(job.id)})
+        return Expected.defaults(deps.settings)
+
+
 def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: Deps) -> Job:
     now = datetime.now(UTC)
+    expected = _expected_phases(job, deps)
     saved = deps.jobs.update(
         job.id,
         {
             "replicate_training_id": training.id,
             "progress": max(job.progress, PROGRESS_TRAINING_STARTED),
-            "estimated_completion": estimate_completion(training, None, now, deps.settings),
+            "expected_phase_seconds": expected.as_row(),
+            "phase_times": {Phase.PREPARING_GPU: training.created_at or now},
+            "estimated_completion": first_estimate(training, expected, now, deps.settings),
             "last_replicate_status": training.status,
             "last_checked_at": now,
         },

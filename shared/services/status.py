@@ -11,7 +11,8 @@ from aws_lambda_powertools import Logger
 from shared.contract import StatusResponse
 from shared.domain.claims import stalled_start
 from shared.domain.job import FailureCode, Job, JobStatus, failed, poll_after_seconds
-from shared.domain.progress import plan_update
+from shared.domain.progress import history_points, plan_update
+from shared.domain.trainer_logs import LogReading, read_logs
 from shared.domain.training import TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.plumbing import webhooks
@@ -35,12 +36,19 @@ def apply_training(
     *,
     extra: dict | None = None,
     planned: dict | None = None,
+    reading: LogReading | None = None,
 ) -> Job:
     """Move the row to what `training` says, if it is still in the state we read.
 
-    `planned`: the `plan_update` of this job and training, when the caller made it already."""
+    `planned`: the `plan_update` of this job and training (and `reading` its logs read), when
+    the caller made them already."""
+    reading = reading or read_logs(training.logs)
     if planned is None:
-        planned = plan_update(job, training, datetime.now(UTC), deps.settings)
+        planned = plan_update(job, training, datetime.now(UTC), deps.settings, reading)
+    if points := history_points(job, reading, planned):
+        # Before the row: if the row's write is lost, the next refresh derives these again
+        # (a bucket kept already stays), so no point is ever skipped.
+        deps.jobs.add_progress_points(job.id, points)
     changes = {**planned, **(extra or {})}
     if training.is_terminal and job.status is JobStatus.TRAINING:
         _log_finished(job, training)
@@ -96,7 +104,8 @@ def refresh(job: Job, deps: Deps) -> Job:
             FailureCode.TRAINING_LOST,
             "Replicate has no record of this training any more; start a new one.",
         )
-    planned = plan_update(job, training, now, deps.settings)
+    reading = read_logs(training.logs)
+    planned = plan_update(job, training, now, deps.settings, reading)
     if not training.is_terminal and _stuck(job, training, planned, now, deps.settings):
         deps.trainer.cancel_training(training.id)  # first: a failed row would never cancel it
         return _fail(
@@ -106,7 +115,7 @@ def refresh(job: Job, deps: Deps) -> Job:
             f"The training made no progress for {deps.settings.training_stale_minutes:g} "
             "minutes and was canceled; start a new training.",
         )
-    return apply_training(job, training, deps, planned=planned)
+    return apply_training(job, training, deps, planned=planned, reading=reading)
 
 
 def _stuck(
@@ -128,12 +137,14 @@ def _fail(job: Job, deps: Deps, code: FailureCode, message: str) -> Job:
     return _write(job, changes, deps)  # job.status is TRAINING: refresh returned otherwise
 
 
-def status_answer(job: Job, deps: Deps) -> StatusResponse:
-    """The status answer of a job: with its twin (is this the active version?) and when to ask
-    again (from the refresh interval and the job's state)."""
+def status_answer(job: Job, deps: Deps, *, with_history: bool = False) -> StatusResponse:
+    """The status answer of a job: with its twin (is this the active version?), when to ask
+    again (from the refresh interval and the job's state) and, on request, its progress history
+    (one more database read)."""
     twin = deps.twins.get(job.twin_id) if job.twin_id else None
     wait = poll_after_seconds(job, deps.settings.status_refresh_seconds, datetime.now(UTC))
-    return StatusResponse.of(job, twin, wait)
+    history = deps.jobs.progress_points(job.id) if with_history else None
+    return StatusResponse.of(job, twin, wait, history)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

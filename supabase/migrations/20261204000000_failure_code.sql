@@ -20,3 +20,7 @@ where status = 'failed';
 alter table public.ai_training_jobs
   add constraint ai_training_jobs_failure_code_only_when_failed
     check (failure_code is null or status = 'failed');
+
+-- The owner reads it like the other public columns (the column grants of the visible-progress
+-- migration: a new column is private until granted).
+grant select (failure_code) on table public.ai_training_jobs to authenticated;

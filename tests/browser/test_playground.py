@@ -21,6 +21,8 @@ from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack
 from tests.browser.conftest import save_screenshot, wait
 
+PHASE_ORDER = ["uploading", "preparing_gpu", "reading_photos", "training", "saving", "done"]
+
 # Everything the test reads off the page in one round trip.
 SNAPSHOT_JS = """
 const chart = document.getElementById('chart');
@@ -28,7 +30,10 @@ return {
   status: document.getElementById('status').dataset.status,
   progress: document.getElementById('progress').value,
   points: Number(chart.dataset.points || 0),
+  source: chart.dataset.source || '',
   circles: chart.querySelectorAll('circle').length,
+  phase: document.getElementById('phase').dataset.phase,
+  phaseText: document.getElementById('phase').textContent,
   photos: Array.from(document.querySelectorAll('#photo-list progress'), (p) => p.value),
   eta: document.getElementById('eta').textContent,
   model: document.getElementById('model-version').textContent,
@@ -140,9 +145,17 @@ def test_four_photos_through_the_page_to_completed(
     assert progress == sorted(progress), progress
     assert any(30 < p < 100 for p in progress), progress
     assert final["progress"] == 100
-    # The chart gained a point for every status read: several while training.
-    points = [s["points"] for s in seen if s["status"]]
-    assert points == sorted(points) and points[-1] >= 4, points
+    # The phase a person reads went forward only, through training step n of N, to done.
+    shown = list(dict.fromkeys(s["phase"] for s in seen if s["phase"]))
+    assert shown[-1] == "done" and "training" in shown, shown
+    assert shown == [p for p in PHASE_ORDER if p in shown], shown
+    assert any(re.fullmatch(r"Training, step \d+ of 1000", s["phaseText"]) for s in seen)
+    # The chart drew progress per status read, then the trainer's loss from the history: far
+    # more points than the page made reads.
+    reads = len({s["progress"] for s in seen if s["status"]})
+    from_history = [s["points"] for s in seen if s["source"] == "history"]
+    assert from_history and from_history == sorted(from_history), from_history
+    assert final["source"] == "history" and final["points"] >= 100 > reads, (final, reads)
     assert final["circles"] == final["points"]
     training = [s for s in seen if s["status"] == "training"]
     assert any(s["eta"].startswith("about ") for s in training), training[-1]

@@ -26,6 +26,8 @@ PUBLIC_JOB_FIELDS = {
     "version",
     "fursonaName",
     "status",
+    "phase",
+    "phaseText",
     "progress",
     "modelVersion",
     "errorCode",
@@ -163,7 +165,9 @@ def test_a_body_over_what_the_route_takes_gets_our_envelope(
 
 # --------------------------------------------------------------------------- one problem, one code
 
-JOB_BODY_ROUTES = [r for r in contract.ROUTES if r.body is contract.JobRequest]
+JOB_BODY_ROUTES = [
+    r for r in contract.ROUTES if r.body in (contract.JobRequest, contract.StatusRequest)
+]
 
 
 @pytest.mark.parametrize(

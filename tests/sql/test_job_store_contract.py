@@ -18,7 +18,9 @@ from devstack.schema import create_user
 from devstack.tokens import service_role_key
 from shared.adapters.postgrest_jobs import PostgrestJobStore
 from shared.adapters.postgrest_twins import PostgrestTwinStore
+from shared.domain.history import ProgressPoint
 from shared.domain.job import FailureCode, JobStatus, failed
+from shared.domain.phases import Phase
 from shared.errors import AppError
 from shared.ports import JobPosition, JobStore, TwinStore
 from tests.fakes import InMemoryJobStore, InMemoryTwinStore
@@ -350,3 +352,83 @@ def test_a_failure_code_is_only_for_a_failed_job(store: tuple[JobStore, NewUser]
     ended = jobs.update(job.id, failed(FailureCode.UPLOAD_EXPIRED, "Too late."))
     assert ended is not None and ended.failure_code is FailureCode.UPLOAD_EXPIRED
     assert jobs.get(job.id) == ended
+
+
+def test_the_phase_follows_the_status_and_never_goes_back(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    owner = user()
+    job = new_job(jobs, owner)
+    assert job.phase is Phase.UPLOADING and job.phase_times == {}
+    job = walk(jobs, job, (JobStatus.TRAINING, 30))
+    assert job.phase is Phase.PREPARING_GPU
+    began = datetime.now(UTC).replace(microsecond=0)
+    later = {Phase.TRAINING: began, Phase.PREPARING_GPU: began - timedelta(minutes=3)}
+    moved = jobs.update(job.id, {"phase": Phase.TRAINING, "step": 10, "phase_times": later})
+    assert moved is not None and moved.phase is Phase.TRAINING and moved.step == 10
+    # An older view (a late webhook, a racing sweep) cannot move it back or forget a time.
+    older = {Phase.PREPARING_GPU: began - timedelta(minutes=9), Phase.READING_PHOTOS: began}
+    back = jobs.update(job.id, {"phase": Phase.READING_PHOTOS, "step": 5, "phase_times": older})
+    assert back is not None and (back.phase, back.step) == (Phase.TRAINING, 10)
+    assert back.phase_times == {**later, Phase.READING_PHOTOS: began}
+    canceled = jobs.update(
+        job.id, {**failed(FailureCode.CANCELED_BY_USER, "Canceled."), "phase": Phase.CANCELED}
+    )
+    assert canceled is not None and canceled.phase is Phase.CANCELED
+    assert jobs.update(job.id, {"error_message": "Canceled by user."}).phase is Phase.CANCELED  # type: ignore[union-attr]
+    broke = walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30), (JobStatus.FAILED, 30))
+    assert broke.phase is Phase.FAILED
+    done = walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30))
+    done = jobs.update(
+        done.id,
+        {"status": JobStatus.COMPLETED, "progress": 100, "replicate_model_version": "a/b:c"},
+    )
+    assert done is not None and done.phase is Phase.DONE
+
+
+def point(bucket: int, loss: float = 0.25) -> ProgressPoint:
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=UTC) + timedelta(seconds=7 * bucket)
+    return ProgressPoint(bucket, 5 * (bucket + 1), at, loss, 1.25)
+
+
+def test_progress_points_are_kept_once_per_bucket_while_the_job_trains(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    waiting = new_job(jobs, user())
+    jobs.add_progress_points(waiting.id, [point(0)])
+    assert jobs.progress_points(waiting.id) == []  # not training: dropped
+    job = walk(jobs, new_job(jobs, user()), (JobStatus.TRAINING, 30))
+    jobs.add_progress_points(job.id, [point(1), point(0)])
+    jobs.add_progress_points(job.id, [point(1, loss=0.5), point(2)])  # a repeat changes nothing
+    assert jobs.progress_points(job.id) == [point(0), point(1), point(2)]
+    walk(jobs, job, (JobStatus.FAILED, 30))
+    jobs.add_progress_points(job.id, [point(3)])  # a refresh that raced the end
+    assert [p.bucket for p in jobs.progress_points(job.id)] == [0, 1, 2]
+    jobs.delete_progress_points(job.id)
+    assert jobs.progress_points(job.id) == []
+    other = walk(jobs, new_job(jobs, user()), (JobStatus.TRAINING, 30))
+    jobs.add_progress_points(other.id, [point(0)])
+    jobs.delete(other.id)  # the row goes, its points with it
+    assert jobs.progress_points(other.id) == []
+
+
+def test_recent_timelines_are_the_newest_completed_jobs(store: tuple[JobStore, NewUser]) -> None:
+    jobs, user = store
+    owner = user()
+    # Far in the future: newer than any other test's jobs in this database.
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3650)
+    made = []
+    for k in range(3):
+        job = walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30))
+        times = {Phase.PREPARING_GPU: base, Phase.DONE: base + timedelta(minutes=10 + k)}
+        jobs.update(job.id, {"phase_times": times, "total_steps": 1000 + k})
+        jobs.update(
+            job.id,
+            {"status": JobStatus.COMPLETED, "progress": 100, "replicate_model_version": "a/b:c",
+             "completed_at": base + timedelta(minutes=10 + k)},
+        )  # fmt: skip
+        made.append(times)
+    walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30), (JobStatus.FAILED, 30))
+    recent = jobs.recent_timelines(2)
+    assert [r.total_steps for r in recent] == [1002, 1001]
+    assert [dict(r.phase_times) for r in recent] == [made[2], made[1]]

@@ -75,6 +75,12 @@ ADDED_COLUMNS = {
     "version": "integer",
     # why a failed job failed (errorCode in the API)
     "failure_code": "text",
+    # visible progress: the phase, the trainer's step, the estimate's evidence
+    "phase": "text",
+    "step": "integer",
+    "total_steps": "integer",
+    "phase_times": "jsonb",
+    "expected_phase_seconds": "jsonb",
 }
 
 

@@ -26,7 +26,10 @@ def test_last_trainer_bar_wins_and_unlabelled_bars_are_ignored():
 
 
 def test_carriage_return_redraws_are_read():
-    logs = "flux_train_replicate:   1%|          | 10/1000 [..]\rflux_train_replicate:   2%|▏| 20/1000 [..]"
+    logs = (
+        "flux_train_replicate:   1%|          | 10/1000 [00:07<11:33,  1.43it/s]\r"
+        "flux_train_replicate:   2%|▏         | 20/1000 [00:14<11:26,  1.43it/s]"
+    )
     assert trainer_steps(logs) == (20, 1000)
 
 
@@ -61,12 +64,15 @@ def _training(**fields) -> TrainingInfo:
 
 def test_processing_raises_progress_and_estimates_from_step_rate():
     now = datetime.now(UTC)
-    started = now - timedelta(seconds=100)
-    changes = plan_update(_job(), _training(logs=LOGS, started_at=started), now, make_settings())
+    # Six minutes of setup before the first step: not part of the pace.
+    started = now - timedelta(seconds=312 + 360)
+    settings = make_settings(expected_training_seconds=600)
+    changes = plan_update(_job(), _training(logs=LOGS, started_at=started), now, settings)
     assert changes["progress"] == training_progress(450, 1000)
+    assert (changes["step"], changes["total_steps"]) == (450, 1000)
     eta = changes["estimated_completion"]
-    # 450 steps took 100 s, 550 remain: about 122 s from now.
-    assert timedelta(seconds=120) < eta - now < timedelta(seconds=125)
+    # 450 steps in the bar's 312 s, 550 remain: 381 s, then the expected 30 s of saving.
+    assert timedelta(seconds=409) < eta - now < timedelta(seconds=413)
 
 
 def test_progress_never_goes_down():
@@ -142,26 +148,32 @@ def test_a_failed_training_still_records_its_billed_time_and_cost():
 def test_a_step_based_estimate_survives_an_update_without_steps():
     now = datetime.now(UTC)
     estimate = now + timedelta(seconds=90)
+    training_row = dict(phase="training", step=450, total_steps=1000)
     late_start = _training(logs="", started_at=now - timedelta(seconds=30))
-    changes = plan_update(_job(estimated_completion=estimate), late_start, now, make_settings())
+    job = _job(estimated_completion=estimate, **training_row)
+    changes = plan_update(job, late_start, now, make_settings())
     assert "estimated_completion" not in changes
+    assert "phase" not in changes and "step" not in changes  # and nothing went back
     # A passed estimate is replaced, so the person never sees a time in the past.
-    stale = plan_update(
-        _job(estimated_completion=now - timedelta(seconds=5)), late_start, now, make_settings()
-    )
+    job = _job(estimated_completion=now - timedelta(seconds=5), **training_row)
+    stale = plan_update(job, late_start, now, make_settings())
     assert stale["estimated_completion"] > now
 
 
 def test_the_estimate_converges_as_steps_progress():
-    # A run whose first step comes after 60 s of setup, then 1 step/s for 1000 steps.
+    # A run whose first step comes after 60 s of setup, then 1 step/s for 1000 steps, 30 s of
+    # saving; the defaults expect 0.45 s per step.
     started = datetime.now(UTC)
-    finish = started + timedelta(seconds=1060)
-    errors = []
-    for done in (100, 400, 700, 950):
+    finish = started + timedelta(seconds=1090)
+    settings = make_settings(expected_training_seconds=600)
+    job, errors = _job(), []
+    for done in (10, 30, 400, 950):
         now = started + timedelta(seconds=60 + done)
-        logs = f"flux_train_replicate:  {done // 10}%|#| {done}/1000 [..]"
-        changes = plan_update(
-            _job(), _training(logs=logs, started_at=started), now, make_settings()
+        logs = (
+            f"flux_train_replicate:  {done // 10}%|#| {done}/1000 "
+            f"[{done // 60:02d}:{done % 60:02d}<00:00,  1.00it/s, lr: 4.0e-04 loss: 3.1e-01]"
         )
+        changes = plan_update(job, _training(logs=logs, started_at=started), now, settings)
+        job = job.model_copy(update=changes)
         errors.append(abs((changes["estimated_completion"] - finish).total_seconds()))
-    assert errors == sorted(errors, reverse=True) and errors[-1] < errors[0] / 10
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 1 < errors[0] / 10
