@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from shared.domain.caller import Caller
@@ -32,7 +33,9 @@ def create_job_with_photos(
     caller: Caller, plan: VersionPlan, jpegs: list[bytes], deps: Deps
 ) -> Job:
     """Store checked photos at `{user}/{job}/NN.jpg`, then the job (pending, 20 %) as the next
-    version of the plan's twin (made now if new); a failure on the way removes what was made."""
+    version of the plan's twin (made now if new); a failure on the way removes what was made,
+    the row too: an insert whose answer was lost may have landed, and a row left pending
+    without its photos would hold the twin's one place on the way (409 `twin_busy`)."""
     twin, made = open_twin(caller, plan, deps)
     job_id = uuid.uuid4()
     paths: list[str] = []
@@ -41,6 +44,9 @@ def create_job_with_photos(
         row = new_job_row(job_id, twin, JobStatus.PENDING, paths)
         return deps.jobs.insert({**row, "progress": PROGRESS_UPLOADED})
     except Exception:
+        # The id is ours alone until we answer: nobody else can have started this job.
+        with contextlib.suppress(Exception):
+            deps.jobs.delete(job_id)
         remove_quietly(deps.photos, paths)
         if made:
             drop_twin_if_unused(twin.id, deps)

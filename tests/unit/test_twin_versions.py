@@ -157,6 +157,33 @@ def test_a_refused_first_upload_leaves_no_twin_and_a_refused_retrain_keeps_it(de
     assert deps.twins.get(twin.id) is not None and deps.jobs.get(retrain.job_id) is None
 
 
+def test_an_upload_whose_insert_answer_was_lost_leaves_nothing_and_can_be_repeated(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert lands, its answer does not: the request fails, and neither a row (which would
+    make the retry 409 `twin_busy`) nor a photo stays behind."""
+    who = caller()
+    twin = twin_of(deps, trained(deps, who))
+    landed = deps.jobs.insert
+
+    def insert_then_lose_the_answer(row: dict) -> Job:
+        landed(row)
+        raise UpstreamError("The database did not answer.")
+
+    monkeypatch.setattr(deps.jobs, "insert", insert_then_lose_the_answer)
+    jobs_before = set(deps.jobs.rows)  # type: ignore[attr-defined]
+    with pytest.raises(UpstreamError):
+        upload_multipart(who, form(twinId=str(twin.id)), deps)
+    assert set(deps.jobs.rows) == jobs_before  # type: ignore[attr-defined]
+    photos = deps.photos
+    assert isinstance(photos, InMemoryPhotoStore)
+    assert {path.split("/")[1] for path in photos.objects} <= {str(j) for j in jobs_before}
+    monkeypatch.setattr(deps.jobs, "insert", landed)
+    again = upload_multipart(who, form(twinId=str(twin.id)), deps)
+    # Version 2 went with the lost row: numbers are never given twice.
+    assert (again.twin_id, again.version) == (twin.id, 3)
+
+
 # --- the active version -------------------------------------------------------------------------
 
 
