@@ -9,6 +9,7 @@ serves (bench cold_start, tests/unit/test_cold_import.py).
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -108,10 +109,16 @@ def notifier() -> Notifier:
     return build_notifier(settings(), lambda: _supabase_http(10.0))
 
 
+def clock() -> datetime:
+    """The queue's clock: the system's (tests of the daily budget set another here)."""
+    return datetime.now(UTC)
+
+
 def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
     """Every port's real adapter, bound to this invocation's deadline. Nothing connects here:
     each adapter builds its client (and imports its SDK) at its first call."""
     from shared.adapters.postgrest_jobs import PostgrestJobStore
+    from shared.adapters.postgrest_queue import PostgrestTrainingQueue
     from shared.adapters.postgrest_twins import PostgrestTwinStore
     from shared.adapters.replicate import ReplicateTrainer
     from shared.adapters.supabase_storage import SupabasePhotoStore
@@ -131,6 +138,8 @@ def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
         ),
         trainer=ReplicateTrainer(replicate_client, config, deadline),
         make_notifier=notifier,
+        queue=PostgrestTrainingQueue(postgrest_client, deadline),
+        clock=clock,
     )
 
 

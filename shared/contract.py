@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from shared.domain.history import ProgressPoint
 from shared.domain.job import FailureCode, Job, JobStatus
 from shared.domain.phases import Phase, phase_text
+from shared.domain.queue import HeldBy, QueuePlace
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin
 from shared.errors import ErrorCode
@@ -91,21 +92,44 @@ class UploadResponse(CamelModel):
         )
 
 
+class QueueView(CamelModel):
+    """A queued job's place in line (batch admission): null for any other job."""
+
+    position: int  # 1 = next to start
+    held_by: HeldBy  # what it waits for: cap, budget, throttle, own_training, nothing
+    estimated_start_at: datetime
+    message: str  # the sentence for the person
+
+    @classmethod
+    def of(cls, place: QueuePlace | None) -> QueueView | None:
+        if place is None:
+            return None
+        return cls(
+            position=place.position,
+            held_by=place.held_by,
+            estimated_start_at=place.estimated_start,
+            message=place.message,
+        )
+
+
 class StartResponse(CamelModel):
-    """The job as the start leaves it: training (or completed already)."""
+    """The job as the start leaves it: queued (waiting for a training slot), training, or
+    completed already."""
 
     job_id: UUID
     training_id: str | None
     status: JobStatus
     progress: int
+    queue: QueueView | None = None
 
     @classmethod
-    def of(cls, job: Job) -> StartResponse:
+    def of(cls, job: Job, place: QueuePlace | None = None) -> StartResponse:
         return cls(
             job_id=job.id,
             training_id=job.replicate_training_id,
             status=job.status,
             progress=job.progress,
+            queue=QueueView.of(place),
         )
 
 
@@ -163,6 +187,7 @@ class StatusResponse(CamelModel):
     # When to ask again (also the Retry-After header); null once the job is final.
     retry_after_seconds: int | None
     history: ProgressHistory | None = None  # only when asked for (`history=1`)
+    queue: QueueView | None = None  # a queued job's place in line
 
     @classmethod
     def of(
@@ -171,6 +196,7 @@ class StatusResponse(CamelModel):
         twin: Twin | None,
         retry_after_seconds: int | None,
         history: list[ProgressPoint] | None = None,
+        place: QueuePlace | None = None,
     ) -> StatusResponse:
         return cls(
             job_id=job.id,
@@ -182,13 +208,14 @@ class StatusResponse(CamelModel):
             model_version=job.replicate_model_version,
             error_code=job.failure_code,
             error_message=job.error_message,
-            estimated_completion=job.estimated_completion,
+            estimated_completion=place.estimated_completion if place else job.estimated_completion,
             retry_after_seconds=retry_after_seconds,
             phase=job.phase,
             phase_text=_phase_text(job),
             step=job.step,
             total_steps=job.total_steps,
             history=None if history is None else ProgressHistory.of(job, history),
+            queue=QueueView.of(place),
         )
 
 
@@ -593,14 +620,16 @@ START_TRAINING = route(
     "POST",
     "/",
     "startTraining",
-    "Start the training of a pending job (idempotent)",
+    "Start a pending job: it joins the training queue and starts at once when it is its turn "
+    "(idempotent)",
     Auth.USER,
     {202: StartResponse},
     _USER | _JOB_BODY | _REPLICATE | {E.UPLOAD_INCOMPLETE, E.JOB_FAILED, E.JOB_STATE_CHANGED},
     body=JobRequest,
     body_limit=MAX_JSON_BODY_BYTES,
-    description="A started or completed job answers 202 as it stands; a failed one 409 "
-    "`job_failed` (start a new job).",
+    description="202 with `status: queued` and `queue` (place, expected start, a sentence) while "
+    "it waits for a training slot, `training` once started. A queued, started or completed job "
+    "answers 202 as it stands; a failed one 409 `job_failed` (start a new job).",
 )
 GET_STATUS = route(
     STATUS,

@@ -156,10 +156,17 @@ class AppError(Exception):
 class UpstreamError(AppError):
     """A dependency (Supabase, Replicate) failed after our retries; safe to try again later."""
 
-    def __init__(self, message: str, error: ErrorCode = ErrorCode.UPSTREAM_UNAVAILABLE):
+    def __init__(
+        self,
+        message: str,
+        error: ErrorCode = ErrorCode.UPSTREAM_UNAVAILABLE,
+        *,
+        retry_after: float | None = None,
+    ):
         if error.status < 500:
             raise ValueError(f"{error} is not an upstream failure")
         super().__init__(error, message)
+        self.retry_after = retry_after  # seconds the upstream asked us to wait, if it said
 
 
 class ConfigError(RuntimeError):

@@ -7,6 +7,8 @@ behaviour (`tests/sql/test_job_store_contract.py` for the job store).
 - `JobStore`: the `ai_training_jobs` rows (a twin's versions; every write that moves a job is a
   compare-and-set) and each job's progress history (`training_progress_points`).
 - `TwinStore`: the `twins` rows: names, customisations, which version is active.
+- `TrainingQueue`: admission of queued jobs (the database's `admit_trainings`), the shared hold
+  after Replicate throttles us, a queued job's place.
 - `PhotoStore`: the private photo bucket.
 - `Trainer`: Replicate (Files API, the destination model, trainings).
 - `Notifier`: the completion notice.
@@ -26,6 +28,7 @@ from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
+from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin
 
@@ -48,6 +51,10 @@ class JobStore(Protocol):
 
     def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
         """Jobs in `statuses`, least recently checked first."""
+        ...
+
+    def list_waiting(self, joined_before: datetime, limit: int) -> list[Job]:
+        """Queued jobs that joined the line before `joined_before`, oldest first."""
         ...
 
     def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
@@ -122,6 +129,23 @@ class JobPosition:
 
     created_at: datetime
     job_id: UUID
+
+
+class TrainingQueue(Protocol):
+    def admit(self, rules: AdmissionRules, limit: int, now: datetime) -> list[Admitted]:
+        """Let up to `limit` queued jobs train, within `rules`, in fair order (none while a hold
+        lasts); each is in `training` now with the claim returned. Atomic across callers."""
+        ...
+
+    def hold(self, until: datetime, reason: str) -> datetime:
+        """Hold every admission until `until` (a later hold stands); when the hold ends."""
+        ...
+
+    def place(self, job_id: UUID, per_user: int, now: datetime) -> QueueSnapshot | None:
+        """The queued job's place and what its estimate needs; None unless it is queued."""
+        ...
+
+    def stats(self, now: datetime) -> QueueStats: ...
 
 
 class PhotoStore(Protocol):

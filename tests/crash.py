@@ -1,7 +1,7 @@
 """Crash injection: a function dying between two steps (killed, out of memory, timed out).
 
-`Boundaries` wraps the components of one invocation (the job and twin stores, the photo store,
-the trainer); every call through them is a step boundary before it (the call never happens) and
+`Boundaries` wraps the components of one invocation (the job and twin stores, the training
+queue, the photo store, the trainer); every call through them is a step boundary before it (the call never happens) and
 after it (it happened, but nobody learnt the answer). At boundary number `target` it raises
 `Crash`, which no `except Exception` in the code under test can swallow.
 """
@@ -61,6 +61,7 @@ class Boundaries:
             deps,
             jobs=self.wrap(deps.jobs),
             twins=self.wrap(deps.twins),
+            queue=self.wrap(deps.queue),
             photos=self.wrap(deps.photos),
             trainer=self.wrap(deps.trainer),
         )

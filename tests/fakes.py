@@ -8,8 +8,11 @@ runs the same cases against both.
 
 from __future__ import annotations
 
+import math
+import statistics
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -21,6 +24,7 @@ from shared.domain.history import ProgressPoint
 from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.phases import TRAINING_PHASES, Phase, later
+from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode
@@ -33,6 +37,8 @@ def _track_phase(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     status, phase = JobStatus(new["status"]), Phase(new["phase"])
     if status in (JobStatus.UPLOADING, JobStatus.PENDING):
         phase = Phase.UPLOADING
+    elif status is JobStatus.QUEUED:
+        phase = Phase.WAITING
     elif status is JobStatus.COMPLETED:
         phase = Phase.DONE
     elif status is JobStatus.FAILED:
@@ -109,11 +115,16 @@ class InMemoryJobStore:
             ):
                 raise AppError(ErrorCode.JOB_STATE_CHANGED, "the active version is not deleted")
             old_status, new_status = JobStatus(row["status"]), JobStatus(new["status"])
-            if old_status != new_status and (old_status, new_status) not in ALLOWED_MOVES:
+            back_in_line = (old_status, new_status) == (JobStatus.TRAINING, JobStatus.QUEUED)
+            if (old_status != new_status and (old_status, new_status) not in ALLOWED_MOVES) or (
+                back_in_line and (row["replicate_training_id"] or new["replicate_training_id"])
+            ):
                 raise AppError(
                     ErrorCode.JOB_STATE_CHANGED,
                     f"status move {old_status} -> {new_status} is not allowed",
                 )
+            if new_status is JobStatus.QUEUED and new.get("queued_at") is None:
+                raise AppError(ErrorCode.JOB_STATE_CHANGED, "a queued job needs its queued_at")
             if new["progress"] < row["progress"]:
                 raise AppError(ErrorCode.JOB_STATE_CHANGED, "progress may not decrease")
             if new.get("failure_code") is not None and new_status is not JobStatus.FAILED:
@@ -142,6 +153,16 @@ class InMemoryJobStore:
             jobs = [Job.model_validate(r) for r in self.rows.values() if r["status"] in statuses]
         epoch = datetime.min.replace(tzinfo=UTC)
         jobs.sort(key=lambda j: (j.last_checked_at or epoch, j.created_at))
+        return jobs[:limit]
+
+    def list_waiting(self, joined_before: datetime, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [
+                Job.model_validate(r)
+                for r in self.rows.values()
+                if r["status"] == JobStatus.QUEUED and r["queued_at"] < joined_before
+            ]
+        jobs.sort(key=lambda j: (j.queued_at, j.id))
         return jobs[:limit]
 
     def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
@@ -344,6 +365,132 @@ class InMemoryTwinStore:
         if row is not None and row["deletion_requested_at"] is None:
             row["active_job_id"] = job.id
             row["updated_at"] = datetime.now(UTC)
+
+
+def _day_of(now: datetime) -> datetime:
+    """Midnight (UTC) of `now`'s day: the budget's and the turns' day."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class InMemoryTrainingQueue:
+    """The training-queue migration's functions over the in-memory rows: the same rules, the same
+    order (`tests/sql/test_queue_admission.py` holds both to them)."""
+
+    def __init__(self, jobs: InMemoryJobStore) -> None:
+        self.jobs = jobs
+        self.held_until: datetime | None = None
+        self.reason: str | None = None
+
+    def _rows(self, status: JobStatus) -> list[dict[str, Any]]:
+        return [r for r in self.jobs.rows.values() if r["status"] == status]
+
+    def _order(self, per_user: int, now: datetime) -> list[tuple[dict[str, Any], int, bool]]:
+        """(row, place, eligible) like `training_queue`: owners take turns (fewest trainings
+        today first), each owner's oldest first."""
+        day = _day_of(now)
+        busy = Counter(r["user_id"] for r in self._rows(JobStatus.TRAINING))
+        served = Counter(
+            r["user_id"]
+            for r in self.jobs.rows.values()
+            if r["status"] == JobStatus.TRAINING
+            or (
+                r["status"] != JobStatus.QUEUED
+                and r["admitted_at"] is not None
+                and r["admitted_at"] >= day
+            )
+        )
+        nth: Counter[UUID] = Counter()
+        turns = []
+        for row in sorted(self._rows(JobStatus.QUEUED), key=lambda r: (r["queued_at"], r["id"])):
+            owner = row["user_id"]
+            nth[owner] += 1
+            eligible = busy[owner] + nth[owner] <= per_user
+            turns.append((served[owner] + nth[owner], row["queued_at"], row["id"], row, eligible))
+        turns.sort(key=lambda t: t[:3])
+        return [(t[3], place, t[4]) for place, t in enumerate(turns, 1)]
+
+    def _spent(self, now: datetime) -> float:
+        day = _day_of(now)
+        return sum(
+            r["cost_usd"] if r["cost_usd"] is not None else (r["reserved_cost_usd"] or 0.0)
+            for r in self.jobs.rows.values()
+            if r["admitted_at"] is not None and day <= r["admitted_at"] < day + timedelta(days=1)
+        )
+
+    def admit(self, rules: AdmissionRules, limit: int, now: datetime) -> list[Admitted]:
+        with self.jobs.lock:
+            if self.held_until is not None and self.held_until > now:
+                return []
+            room = min(rules.max_in_flight - len(self._rows(JobStatus.TRAINING)), limit)
+            if rules.daily_budget_usd is not None:
+                left = rules.daily_budget_usd - self._spent(now)
+                room = min(room, math.floor(left / rules.cost_estimate_usd))
+            chosen = [row for row, _, eligible in self._order(rules.per_user, now) if eligible]
+            admitted = []
+            for row in chosen[: max(room, 0)]:
+                token = uuid.uuid4()
+                self.jobs.update(
+                    row["id"],
+                    {
+                        "status": JobStatus.TRAINING,
+                        "claim_token": token,
+                        # The claim's times are the real ones (the database's now()).
+                        "claimed_at": datetime.now(UTC),
+                        "last_checked_at": datetime.now(UTC),
+                        "admitted_at": now,
+                        "reserved_cost_usd": rules.cost_estimate_usd,
+                    },
+                    expect_status=JobStatus.QUEUED,
+                )
+                admitted.append(Admitted(row["id"], token))
+            return admitted
+
+    def hold(self, until: datetime, reason: str) -> datetime:
+        with self.jobs.lock:
+            if self.held_until is None or until > self.held_until:
+                self.held_until, self.reason = until, reason
+            return self.held_until
+
+    def place(self, job_id: UUID, per_user: int, now: datetime) -> QueueSnapshot | None:
+        with self.jobs.lock:
+            order = self._order(per_user, now)
+            mine = next(((row, place, ok) for row, place, ok in order if row["id"] == job_id), None)
+            if mine is None:
+                return None
+            row, place, eligible = mine
+            flying = self._rows(JobStatus.TRAINING)
+            recent = sorted(
+                (r for r in self._rows(JobStatus.COMPLETED) if r["admitted_at"] or r["claimed_at"]),
+                key=lambda r: r["completed_at"],
+                reverse=True,
+            )[:20]
+            durations = [
+                (r["completed_at"] - (r["admitted_at"] or r["claimed_at"])).total_seconds()
+                for r in recent
+            ]
+            return QueueSnapshot(
+                position=sum(1 for _, p, ok in order if ok and p < place) + 1,
+                eligible=eligible,
+                queued_at=row["queued_at"],
+                in_flight=len(flying),
+                owner_in_flight=sum(1 for r in flying if r["user_id"] == row["user_id"]),
+                running_ends=sorted(
+                    r["estimated_completion"] for r in flying if r["estimated_completion"]
+                ),
+                spent_today=self._spent(now),
+                held_until=self.held_until,
+                median_training_seconds=statistics.median(durations) if durations else None,
+            )
+
+    def stats(self, now: datetime) -> QueueStats:
+        with self.jobs.lock:
+            queued = self._rows(JobStatus.QUEUED)
+            return QueueStats(
+                depth=len(queued),
+                oldest_queued_at=min((r["queued_at"] for r in queued), default=None),
+                in_flight=len(self._rows(JobStatus.TRAINING)),
+                spent_today=self._spent(now),
+            )
 
 
 class InMemoryPhotoStore:

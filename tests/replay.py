@@ -129,6 +129,7 @@ def replay(
             "progress": 20,
         }
     )
+    store.update(job_id, {"status": JobStatus.QUEUED, "queued_at": created})
     job = store.update(
         job_id,
         {

@@ -4,15 +4,17 @@ directories share one stack; nothing here is autouse (unit tests never start it)
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import psycopg
 import pytest
 
 from devstack.function_urls import AnswerLog, FunctionUrls
@@ -20,6 +22,7 @@ from devstack.postgres import LocalPostgres
 from devstack.postgrest import LocalPostgrest
 from devstack.replicate_emulator import ReplicateEmulator
 from devstack.sample_photos import make_photo
+from devstack.schema import apply_schema
 from devstack.stack import LocalStack, StackOptions
 
 # The answers of every stack the run started, for the contract checks at its end
@@ -39,7 +42,20 @@ def stack_on(
     """A local stack on the session's Postgres and PostgREST. No timer: tests fire the schedule
     themselves, so every sweep is deliberate. `reaches=False`: its answers are checked against
     the contract but do not count as reaching a code (random faults would make that flaky)."""
-    settings = StackOptions(data_dir=data_dir, schedule_seconds=None, boot_seconds=0.2, **options)
+    # The session's database keeps every test's rows, and the training queue's caps count them
+    # all: no caps here. The queue's own tests run on a database of their own (`own_database`).
+    extra_env = {
+        "MAX_CONCURRENT_TRAININGS": "100000",
+        "MAX_TRAININGS_PER_USER": "100",
+        **options.pop("extra_env", {}),
+    }
+    settings = StackOptions(
+        data_dir=data_dir,
+        schedule_seconds=None,
+        boot_seconds=0.2,
+        extra_env=extra_env,
+        **options,
+    )
     local = LocalStack(settings).start(pg=pg, rest=rest, jwt_secret=jwt_secret)
     assert local.functions is not None
     RECORDED.append((local.functions.answers, reaches))
@@ -47,6 +63,37 @@ def stack_on(
         yield local
     finally:
         local.stop()
+
+
+class OwnDatabase:
+    """A database of its own on the session's Postgres server, schema applied: for tests that
+    count every row (the training queue's cap, the budget). Passed where a LocalPostgres is."""
+
+    def __init__(self, server: LocalPostgres, name: str):
+        self.server, self.name = server, name
+
+    def dsn(self, database: str | None = None) -> str:
+        return self.server.dsn(database=database or self.name)
+
+
+@contextmanager
+def own_database(
+    pg: LocalPostgres, jwt_secret: str, data_dir: Path
+) -> Iterator[tuple[LocalPostgres, LocalPostgrest]]:
+    """A new database on `pg` with the whole schema, and a PostgREST of its own on it."""
+    name = f"own_{secrets.token_hex(4)}"
+    with psycopg.connect(pg.dsn(), autocommit=True) as db:
+        db.execute(f"create database {name}")
+    own = OwnDatabase(pg, name)
+    apply_schema(own.dsn())
+    rest = LocalPostgrest(own.dsn(), jwt_secret, log_path=data_dir / "postgrest.log")
+    rest.start()
+    try:
+        yield cast(LocalPostgres, own), rest
+    finally:
+        rest.stop()
+        with psycopg.connect(pg.dsn(), autocommit=True) as db:
+            db.execute(f"drop database {name} with (force)")
 
 
 @pytest.fixture(scope="session")

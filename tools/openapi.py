@@ -22,6 +22,7 @@ from shared import contract
 from shared.contract import Auth, Route
 from shared.domain.job import FailureCode, JobStatus
 from shared.domain.phases import Phase
+from shared.domain.queue import HeldBy
 from shared.domain.training import TrainingInfo
 from shared.errors import ErrorCode
 from shared.photos.rules import ACCEPTED_UPLOAD_CONTENT_TYPES
@@ -171,9 +172,16 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         ),
         contract.StartResponse: contract.StartResponse(
             job_id=JOB,
-            training_id="r6hzq4y3j9rm80cn8x1b3c8vzc",
-            status=JobStatus.TRAINING,
-            progress=30,
+            training_id=None,
+            status=JobStatus.QUEUED,
+            progress=20,
+            queue=contract.QueueView(
+                position=12,
+                held_by=HeldBy.CAP,
+                estimated_start_at=AT + timedelta(minutes=12),
+                message="Lots of people are creating their twins right now; yours starts in "
+                "about 12 minutes (number 12 in line).",
+            ),
         ),
         contract.StatusResponse: contract.StatusResponse(
             job_id=JOB,

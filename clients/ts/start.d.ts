@@ -14,8 +14,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Start the training of a pending job (idempotent)
-         * @description A started or completed job answers 202 as it stands; a failed one 409 `job_failed` (start a new job).
+         * Start a pending job: it joins the training queue and starts at once when it is its turn (idempotent)
+         * @description 202 with `status: queued` and `queue` (place, expected start, a sentence) while it waits for a training slot, `training` once started. A queued, started or completed job answers 202 as it stands; a failed one 409 `job_failed` (start a new job).
          */
         post: operations["startTraining"];
         delete?: never;
@@ -28,6 +28,12 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * HeldBy
+         * @description What keeps a queued job waiting (`queue.heldBy` in the status answer).
+         * @enum {string}
+         */
+        HeldBy: "cap" | "budget" | "throttle" | "own_training" | "nothing";
         /**
          * JobRequest
          * @description Body of start_ai_training and of check_training_status's POST.
@@ -42,10 +48,22 @@ export interface components {
          * JobStatus
          * @enum {string}
          */
-        JobStatus: "pending" | "uploading" | "training" | "completed" | "failed";
+        JobStatus: "pending" | "uploading" | "queued" | "training" | "completed" | "failed";
+        /**
+         * QueueView
+         * @description A queued job's place in line (batch admission): null for any other job.
+         */
+        QueueView: {
+            position: number;
+            heldBy: components["schemas"]["HeldBy"];
+            /** Format: date-time */
+            estimatedStartAt: string;
+            message: string;
+        };
         /**
          * StartResponse
-         * @description The job as the start leaves it: training (or completed already).
+         * @description The job as the start leaves it: queued (waiting for a training slot), training, or
+         *     completed already.
          */
         StartResponse: {
             /** Format: uuid */
@@ -53,6 +71,8 @@ export interface components {
             trainingId: string | null;
             status: components["schemas"]["JobStatus"];
             progress: number;
+            /** @default null */
+            queue: components["schemas"]["QueueView"] | null;
         };
         /**
          * @description Every code this API answers (docs/api.md: what each means).
@@ -95,7 +115,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The job as the start leaves it: training (or completed already). */
+            /** @description The job as the start leaves it: queued (waiting for a training slot), training, or */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -104,9 +124,15 @@ export interface operations {
                     /**
                      * @example {
                      *       "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
-                     *       "trainingId": "r6hzq4y3j9rm80cn8x1b3c8vzc",
-                     *       "status": "training",
-                     *       "progress": 30
+                     *       "trainingId": null,
+                     *       "status": "queued",
+                     *       "progress": 20,
+                     *       "queue": {
+                     *         "position": 12,
+                     *         "heldBy": "cap",
+                     *         "estimatedStartAt": "2026-12-04T10:12:00Z",
+                     *         "message": "Lots of people are creating their twins right now; yours starts in about 12 minutes (number 12 in line)."
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["StartResponse"];

@@ -222,9 +222,16 @@ export interface components {
          *     - `training_failed`: The training failed or was canceled on Replicate.
          *     - `training_lost`: Replicate no longer knows the training.
          *     - `stalled`: The training made no progress for too long and was canceled.
+         *     - `queue_expired`: It waited in line longer than `QUEUE_MAX_WAIT_HOURS` and was never started.
          * @enum {string}
          */
-        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "not_started" | "training_failed" | "training_lost" | "stalled";
+        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "not_started" | "training_failed" | "training_lost" | "stalled" | "queue_expired";
+        /**
+         * HeldBy
+         * @description What keeps a queued job waiting (`queue.heldBy` in the status answer).
+         * @enum {string}
+         */
+        HeldBy: "cap" | "budget" | "throttle" | "own_training" | "nothing";
         /**
          * JobList
          * @description A page of the caller's jobs, newest first.
@@ -247,7 +254,7 @@ export interface components {
          * JobStatus
          * @enum {string}
          */
-        JobStatus: "pending" | "uploading" | "training" | "completed" | "failed";
+        JobStatus: "pending" | "uploading" | "queued" | "training" | "completed" | "failed";
         /**
          * JobSummary
          * @description One of the caller's jobs in their list: the public fields, none of the bookkeeping.
@@ -289,6 +296,17 @@ export interface components {
             stepsPerSecond: (number | null)[];
         };
         /**
+         * QueueView
+         * @description A queued job's place in line (batch admission): null for any other job.
+         */
+        QueueView: {
+            position: number;
+            heldBy: components["schemas"]["HeldBy"];
+            /** Format: date-time */
+            estimatedStartAt: string;
+            message: string;
+        };
+        /**
          * StatusRequest
          * @description Body of check_training_status's POST: `history: true` adds the progress history.
          */
@@ -323,6 +341,8 @@ export interface components {
             retryAfterSeconds: number | null;
             /** @default null */
             history: components["schemas"]["ProgressHistory"] | null;
+            /** @default null */
+            queue: components["schemas"]["QueueView"] | null;
         };
         /**
          * TrainingInfo
@@ -495,7 +515,8 @@ export interface operations {
                      *           1.44,
                      *           1.43
                      *         ]
-                     *       }
+                     *       },
+                     *       "queue": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -693,7 +714,8 @@ export interface operations {
                      *           1.44,
                      *           1.43
                      *         ]
-                     *       }
+                     *       },
+                     *       "queue": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -1084,7 +1106,8 @@ export interface operations {
                      *           1.44,
                      *           1.43
                      *         ]
-                     *       }
+                     *       },
+                     *       "queue": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -2640,7 +2663,8 @@ export interface operations {
                      *           1.44,
                      *           1.43
                      *         ]
-                     *       }
+                     *       },
+                     *       "queue": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];

@@ -111,7 +111,7 @@ export interface components {
          * JobStatus
          * @enum {string}
          */
-        JobStatus: "pending" | "uploading" | "training" | "completed" | "failed";
+        JobStatus: "pending" | "uploading" | "queued" | "training" | "completed" | "failed";
         /**
          * SignedUploadRequest
          * @description Body of `POST /uploads`: the photos to come, and either a new twin's name and

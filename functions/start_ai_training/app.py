@@ -1,5 +1,6 @@
-"""start_ai_training: POST / {jobId, userId?} -> 202 {jobId, trainingId, status, progress};
-idempotent; a failed job answers 409 job_failed. The route: `shared.contract.START_TRAINING`."""
+"""start_ai_training: POST / {jobId, userId?} -> 202 {jobId, trainingId, status, progress,
+queue}: the job joins the line and starts at once when it is its turn; idempotent; a failed job
+answers 409 job_failed. The route: `shared.contract.START_TRAINING`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from shared.api import requests
 from shared.contract import StartResponse
 from shared.plumbing import warmup
 from shared.plumbing.observability import logger, metrics
-from shared.services.start import start_training
+from shared.services.start import queue_place, start_training
 
 app = api.make_app(bootstrap.settings)
 # SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
@@ -25,8 +26,9 @@ warmup.preload(*warmup.REQUEST_PATH, "replicate")
 def start() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
-    job = start_training(who.user_id, request.job_id, bootstrap.deps(requests.deadline(app)))
-    return api.respond(202, StartResponse.of(job))
+    deps = bootstrap.deps(requests.deadline(app))
+    job = start_training(who.user_id, request.job_id, deps)
+    return api.respond(202, StartResponse.of(job, queue_place(job, deps)))
 
 
 @metrics.log_metrics

@@ -72,10 +72,19 @@ class PostgrestTable:
 
     def _run(self, operation: Callable[[], Any], refused: Callable[[], AppError]) -> Any:
         """`operation` with retries; a refusal by the database's rules becomes `refused()`."""
+        return self._call(operation, refused, db_transient)
+
+    def _call(
+        self,
+        operation: Callable[[], Any],
+        refused: Callable[[], AppError],
+        transient: Callable[[BaseException], bool],
+    ) -> Any:
+        """`_run`, retrying only the failures `transient` allows (a call not safe to repeat)."""
         from postgrest.exceptions import APIError
 
         try:
-            return call_with_retry(operation, deadline=self.deadline, transient=db_transient)
+            return call_with_retry(operation, deadline=self.deadline, transient=transient)
         except APIError as exc:
             if exc.code in REFUSED:
                 raise refused() from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ logger = Logger(child=True)
 
 TABLE = "ai_training_jobs"
 POINTS = "training_progress_points"
+PAGE_ROWS = 1000
 # The partial unique index that allows one version on its way per twin (twins migration).
 IN_FLIGHT_INDEX = "ai_training_jobs_one_in_flight_per_twin"
 
@@ -156,19 +158,49 @@ class PostgrestJobStore(PostgrestTable):
         return None
 
     def list_active(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
-        res = self._run(
-            lambda: (
+        def page(start: int, end: int) -> Any:
+            return (
                 self._client.table(TABLE)
                 .select("*")
                 .in_("status", [s.value for s in statuses])
                 .order("last_checked_at", desc=False, nullsfirst=True)
                 .order("created_at")
-                .limit(limit)
+                .order("id")
+                .range(start, end)
                 .retry(False)
                 .execute()
             )
-        )
-        return [Job.model_validate(r) for r in res.data]
+
+        return self._pages(page, limit)
+
+    def _pages(self, page: Callable[[int, int], Any], limit: int) -> list[Job]:
+        """Up to `limit` rows, `PAGE_ROWS` a request: hosted Supabase answers at most 1,000 rows
+        a request (the API's "max rows" setting) whatever the limit asks."""
+        jobs: list[Job] = []
+        while len(jobs) < limit:
+            start = len(jobs)
+            end = min(limit, start + PAGE_ROWS) - 1
+            rows = self._run(functools.partial(page, start, end)).data
+            jobs += [Job.model_validate(r) for r in rows]
+            if len(rows) < end - start + 1:
+                break
+        return jobs
+
+    def list_waiting(self, joined_before: datetime, limit: int) -> list[Job]:
+        def page(start: int, end: int) -> Any:
+            return (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("status", JobStatus.QUEUED.value)
+                .lt("queued_at", _timestamp(joined_before))
+                .order("queued_at")
+                .order("id")
+                .range(start, end)
+                .retry(False)
+                .execute()
+            )
+
+        return self._pages(page, limit)
 
     def list_owned(self, user_id: UUID, limit: int, after: JobPosition | None) -> list[Job]:
         def query() -> Any:

@@ -30,6 +30,7 @@ from shared.plumbing.retry import (
     call_with_retry,
     httpx_errors,
     is_transient,
+    retry_after_of,
     status_of,
     was_refused,
 )
@@ -131,6 +132,7 @@ class ReplicateTrainer:
                 raise UpstreamError(
                     f"Replicate is throttling us while {what}; try again in a minute.",
                     ErrorCode.UPSTREAM_THROTTLED,
+                    retry_after=retry_after_of(exc),
                 ) from exc
             if status is not None and status >= 500:
                 raise UpstreamError(f"Replicate failed while {what}; try again shortly.") from exc
@@ -265,9 +267,16 @@ class ReplicateTrainer:
                 self._request("POST", path, budget, json=body).json()
             )
 
+        def refused_but_not_throttled(exc: BaseException) -> bool:
+            # A 429 is not retried here: the caller holds every admission back instead.
+            return was_refused(exc) and status_of(exc) != 429
+
         try:
             result: TrainingInfo = self._run(
-                create, "starting the training", deadline=budget, transient=was_refused
+                create,
+                "starting the training",
+                deadline=budget,
+                transient=refused_but_not_throttled,
             )
         except UpstreamError as exc:
             if exc.__cause__ is None or was_refused(exc.__cause__):

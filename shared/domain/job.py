@@ -18,6 +18,7 @@ MAX_NAME_LENGTH = 100
 class JobStatus(enum.StrEnum):
     PENDING = "pending"
     UPLOADING = "uploading"
+    QUEUED = "queued"  # started, waiting in our own line for a training slot
     TRAINING = "training"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -57,6 +58,10 @@ class FailureCode(enum.StrEnum):
     TRAINING_FAILED = "training_failed", "The training failed or was canceled on Replicate."
     TRAINING_LOST = "training_lost", "Replicate no longer knows the training."
     STALLED = "stalled", "The training made no progress for too long and was canceled."
+    QUEUE_EXPIRED = (
+        "queue_expired",
+        "It waited in line longer than `QUEUE_MAX_WAIT_HOURS` and was never started.",
+    )
 
 
 def failed(code: FailureCode, message: str) -> dict[str, Any]:
@@ -65,7 +70,7 @@ def failed(code: FailureCode, message: str) -> dict[str, Any]:
     return {"status": JobStatus.FAILED, "failure_code": code, "error_message": message}
 
 
-ACTIVE_STATUSES = (JobStatus.UPLOADING, JobStatus.PENDING, JobStatus.TRAINING)
+ACTIVE_STATUSES = (JobStatus.UPLOADING, JobStatus.PENDING, JobStatus.QUEUED, JobStatus.TRAINING)
 
 
 # The moves the database trigger allows (supabase/migrations); the code never tries another.
@@ -73,8 +78,12 @@ ALLOWED_MOVES: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
     {
         (JobStatus.UPLOADING, JobStatus.PENDING),
         (JobStatus.UPLOADING, JobStatus.FAILED),
-        (JobStatus.PENDING, JobStatus.TRAINING),
+        (JobStatus.PENDING, JobStatus.QUEUED),
         (JobStatus.PENDING, JobStatus.FAILED),
+        (JobStatus.QUEUED, JobStatus.TRAINING),
+        (JobStatus.QUEUED, JobStatus.FAILED),
+        # Back in line, only while no training exists (Replicate refused the create).
+        (JobStatus.TRAINING, JobStatus.QUEUED),
         (JobStatus.TRAINING, JobStatus.COMPLETED),
         (JobStatus.TRAINING, JobStatus.FAILED),
     }
@@ -125,6 +134,11 @@ class Job(BaseModel):
     last_checked_at: datetime | None = None
     last_replicate_status: str | None = None
     upload_expires_at: datetime | None = None
+    # The queue (batch admission): when it joined the line, when it was let in, and what its
+    # training is expected to cost until Replicate's bill is known.
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
+    reserved_cost_usd: float | None = None
     predict_time_seconds: float | None = None
     cost_usd: float | None = None
     notified_at: datetime | None = None
@@ -167,7 +181,8 @@ def poll_after_seconds(job: Job, refresh_seconds: float, now: datetime) -> int |
 
     A training moves when Replicate is read, at most once per `refresh_seconds` per job: the wait
     is what is left of the current interval. Uploading and pending jobs move on the owner's own
-    call (complete, start) or the sweep: one interval. Never less than 1 s."""
+    call (complete, start) or the sweep, a queued one when it is admitted: one interval. Never
+    less than 1 s."""
     if job.status.is_final:
         return None
     wait = refresh_seconds

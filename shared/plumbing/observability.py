@@ -42,6 +42,24 @@ def record_training_finished(job: Job) -> None:
         _add("TrainingCostUSD", MetricUnit.NoUnit, job.cost_usd)
 
 
+def record_admitted(waited_seconds: float) -> None:
+    """A queued job let in to train, after waiting this long in line."""
+    _add("QueueWaitSeconds", MetricUnit.Seconds, waited_seconds)
+
+
+def record_throttled() -> None:
+    """Replicate refused a start with 429: every admission waits (the shared hold)."""
+    _add("TrainingsThrottled", MetricUnit.Count, 1)
+
+
+def record_queue(depth: int, in_flight: int, oldest_wait_seconds: float, spent_usd: float) -> None:
+    """The queue as the sweep saw it, once a minute, for the dashboards and the queue alarm."""
+    _add("QueueDepth", MetricUnit.Count, depth)
+    _add("TrainingsInFlight", MetricUnit.Count, in_flight)
+    _add("OldestQueuedSeconds", MetricUnit.Seconds, oldest_wait_seconds)
+    _add("TrainingSpendTodayUSD", MetricUnit.NoUnit, spent_usd)
+
+
 def record_sweep(report: Mapping[str, object]) -> None:
     """The sweep's own health, for its alarms (template.yaml): one `SweepRuns` per run, and the
     `SweepErrors` and `SweepSkipped` of all its tasks. A task that failed outright counts as one

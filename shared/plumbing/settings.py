@@ -66,6 +66,15 @@ class Settings(BaseModel):
     claim_timeout_seconds: float = Field(180.0, gt=0)  # longer than start_ai_training's timeout
     expected_training_seconds: float = Field(600.0, gt=0)
     training_price_per_second: float = Field(0.001528, ge=0)
+    # The training queue (batch admission): trainings in flight at once, per owner, and the
+    # day's budget (UTC; None: none), each admitted training reserving the estimate until its
+    # bill is known. A 429 on a create holds every admission for its Retry-After, capped.
+    max_concurrent_trainings: int = Field(20, ge=1)
+    max_trainings_per_user: int = Field(1, ge=1)
+    daily_training_budget_usd: float | None = Field(None, gt=0)
+    training_cost_estimate_usd: float = Field(1.5, gt=0)
+    queue_max_wait_hours: float = Field(72.0, gt=0)
+    throttle_hold_max_seconds: float = Field(300.0, gt=0)
     photo_retention_days: float = Field(7.0, ge=0)  # photos kept this long after a job ends
     notification_sender: str | None = None
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from shared.plumbing.settings import Settings
-from shared.ports import JobStore, Notifier, PhotoStore, Trainer, TwinStore
+from shared.ports import JobStore, Notifier, PhotoStore, Trainer, TrainingQueue, TwinStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -24,6 +29,9 @@ class Deps:
     # Called at the first notice: with e-mail on, the notifier loads boto3 and builds an SES
     # client, which most requests (every status read) never need.
     make_notifier: Callable[[], Notifier]
+    queue: TrainingQueue
+    # The queue's clock (today's budget, admission times): the system's, or a test's.
+    clock: Callable[[], datetime] = field(default=utc_now)
 
     @functools.cached_property
     def notifier(self) -> Notifier:

@@ -1,70 +1,45 @@
-"""start_ai_training: claim the job, zip its photos, upload the zip, start the fine-tune.
+"""start_ai_training, and the queue every start goes through (batch training).
 
-Starting costs money, so each step is written so that a repeat (a double click, twenty concurrent
-calls, a retry after a crash) can never create a second training:
-1. the claim is a compare-and-set `pending -> training` with a fresh claim token;
-2. the uploaded zip's URL is saved on the row before the training is created;
-3. right before creating the training the claim is renewed (a new token, `last_checked_at` now),
-   so nobody can take it over for `claim_timeout_seconds`, and the create call sends its last POST
-   well within that time (`ReplicateTrainer.create_training`);
-4. a later attempt first looks for a training whose input is that zip and adopts it.
-
-A job claimed but never started (the function died or timed out before the training was recorded)
-stays in `training` without a training id. Once its claim is `claim_timeout_seconds` old, the next
-start call, status call or sweep takes the claim over and resumes it: it adopts the training if
-Replicate has one for the zip, else carries on and creates it. After `training_stale_minutes`
-without a training, it is failed with `NOT_STARTED_MESSAGE` (a training found even then is still
-adopted, never left running unrecorded). It never goes back to `pending`: the database allows no
-`training -> pending` move, and a person's repeated start would claim it again anyway.
+A person's start puts the job in line (`pending -> queued`); admission, one database function
+for every caller (`admit_trainings`: the cap on trainings in flight, the daily budget, the
+per-owner cap, owners taking turns), lets queued jobs train by moving them to `training` with a
+fresh claim, and whoever admitted them launches them through the same claimed-start code as
+ever (`shared.services.launch`). Admission runs:
+- on every start call (the caller's job, if it is its turn, starts at once: the same 202);
+- when a training ends (webhook, status call or sweep: a slot is free);
+- on every sweep (the safety net).
+A crash between admission and the create call leaves a claimed job without a training: the
+stalled start the sweep resumes, never lost and never started twice.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
 
-from shared.domain.claims import NOT_STARTED_MESSAGE, stalled_start
-from shared.domain.eta import RECENT_JOBS, Expected, expected_from
-from shared.domain.job import PROGRESS_TRAINING_STARTED, FailureCode, Job, JobStatus, failed
-from shared.domain.phases import Phase
-from shared.domain.progress import first_estimate
-from shared.domain.training import CLOCK_SKEW, TrainingInfo
-from shared.errors import AppError, ErrorCode, UpstreamError
-from shared.photos.training_zip import write_training_zip
-from shared.plumbing.observability import record_training_finished, record_training_started
-from shared.plumbing.settings import Settings
-from shared.ports import ObjectMissing
-from shared.services.common import owned_job
+from shared.domain.claims import stalled_start
+from shared.domain.job import FailureCode, Job, JobStatus, failed
+from shared.domain.queue import AdmissionRules, Admitted, QueuePlace, place_in_line
+from shared.errors import AppError, ErrorCode
+from shared.plumbing.deadline import Deadline
+from shared.plumbing.observability import record_admitted, record_queue, record_training_finished
+from shared.services.common import TaskReport, for_each_job, owned_job, tally
 from shared.services.deps import Deps
+from shared.services.launch import launch, resume_stalled_start
 
 logger = Logger(child=True)
 
-
-PHOTO_FETCH_CONCURRENCY = 6
-
-
-class ClaimLost(Exception):
-    """Another worker owns this job's start now; stop without touching it."""
-
-
-def webhook_url(settings: Settings, job_id: uuid.UUID) -> str | None:
-    if not settings.webhook_base_url:
-        return None
-    return f"{settings.webhook_base_url}/webhooks/replicate?jobId={quote(str(job_id))}"
+# A start call or a finished training lets in as many jobs as it launches itself: one.
+ADMIT_PER_CALL = 1
 
 
 def start_training(user_id: uuid.UUID, job_id: uuid.UUID, deps: Deps) -> Job:
-    """The job as this start leaves it: training (or completed: starting is idempotent). A job
-    that has failed, before or during this start, is refused (409 `job_failed`): it can never
-    train, and an answer that looked like a start would hide that."""
+    """The job as this start leaves it: queued, training, or completed (starting is idempotent).
+    A job that has failed, before or during this start, is refused (409 `job_failed`): it can
+    never train, and an answer that looked like a start would hide that."""
     job = _start(user_id, job_id, deps)
     if job.status is JobStatus.FAILED:
         raise AppError(
@@ -84,203 +59,128 @@ def _start(user_id: uuid.UUID, job_id: uuid.UUID, deps: Deps) -> Job:
     now = datetime.now(UTC)
     if stalled_start(job, deps.settings, now):
         return resume_stalled_start(job, deps, now)  # the earlier start died half-way
-    if job.status is not JobStatus.PENDING:
+    if job.status is JobStatus.PENDING:
+        # Lost to a concurrent call? It queued the job just the same.
+        deps.jobs.update(
+            job_id,
+            {"status": JobStatus.QUEUED, "queued_at": deps.clock()},
+            expect_status=JobStatus.PENDING,
+        )
+        job = owned_job(deps.jobs, job_id, user_id)
+    if job.status is not JobStatus.QUEUED:
         return job  # already started or finished: idempotent answer
-    token = uuid.uuid4()
-    claimed = deps.jobs.update(
-        job_id,
-        {
-            "status": JobStatus.TRAINING,
-            "claim_token": token,
-            "claimed_at": now,
-            "last_checked_at": now,
-        },
-        expect_status=JobStatus.PENDING,
-    )
-    if claimed is None:
-        # Lost the race to a concurrent call: answer with the job as it stands.
-        return owned_job(deps.jobs, job_id, user_id)
-    return launch(claimed, token, deps)
+    for launched in admit_and_launch(deps, ADMIT_PER_CALL, own_job=job_id):
+        if launched.id == job_id:
+            return launched
+    return owned_job(deps.jobs, job_id, user_id)
 
 
-def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -> Job:
-    """Run the start steps for a job we hold the claim of; safe to run again after a crash.
-
-    With `may_create=False` an existing training is still adopted, but none is created: the job
-    is failed instead.
-    """
-    try:
-        training: TrainingInfo | None = None
-        if job.replicate_file_url is None:
-            if not may_create:
-                return _fail(job, token, FailureCode.NOT_STARTED, NOT_STARTED_MESSAGE, deps)
-            deps.trainer.ensure_destination()
-            # A fresh zip: no training can use it yet. Saving its URL also renews the claim.
-            job, token = _upload_zip(job, token, deps)
-        else:
-            if job.claimed_at is not None:
-                # An earlier attempt got this far; it may have created the training before dying.
-                since = job.claimed_at - CLOCK_SKEW
-                training = deps.trainer.find_training(job.replicate_file_url, since)
-            if training is None:
-                if not may_create:
-                    return _fail(job, token, FailureCode.NOT_STARTED, NOT_STARTED_MESSAGE, deps)
-                deps.trainer.ensure_destination()
-                job, token = _renew_claim(job, token, deps)
-        assert job.replicate_file_url is not None
-        if training is None:
-            # The claim was renewed just now (with the zip's URL, or above): create right away.
-            training = deps.trainer.create_training(
-                job.replicate_file_url, webhook_url(deps.settings, job.id)
-            )
-        return _record_started(job, token, training, deps)
-    except ObjectMissing:
-        return _fail(
-            job,
-            token,
-            FailureCode.PHOTOS_MISSING,
-            "Some of the photos of this job are gone from storage; upload them again.",
-            deps,
-        )
-    except ClaimLost:
-        current = deps.jobs.get(job.id)
-        assert current is not None
-        return current
-
-
-def _upload_zip(job: Job, token: uuid.UUID, deps: Deps) -> tuple[Job, uuid.UUID]:
-    """Zip and upload the photos, then save the file's URL with the claim's renewal (one write
-    instead of two before the paid call)."""
-    # A named file: the replicate client reads `.name` for the upload's filename part.
-    with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
-        write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
-        uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
-    try:
-        return _renew_claim(
-            job,
-            token,
-            deps,
-            also={"replicate_file_id": uploaded.id, "replicate_file_url": uploaded.url},
-        )
-    except ClaimLost:
-        deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
-        raise
-
-
-def fetched_in_order(deps: Deps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
-    """`(file name, bytes)` of each photo in order, all fetched in parallel.
-
-    Each photo is streamed into its own temp file (`PhotoStore.fetch_into`) and read
-    back when the zip writer reaches it, so memory holds one photo at a time, never the set.
-    """
-
-    def to_file(folder: str, index: int, path: str) -> str:
-        name = os.path.join(folder, f"{index:02d}")
-        with open(name, "wb") as out:
-            deps.photos.fetch_into(path, out)
-        return name
-
-    with (
-        tempfile.TemporaryDirectory(prefix="photos-") as folder,
-        ThreadPoolExecutor(max_workers=PHOTO_FETCH_CONCURRENCY) as pool,
-    ):
-        fetches = [pool.submit(to_file, folder, i, path) for i, path in enumerate(paths)]
+def admit_and_launch(deps: Deps, limit: int, *, own_job: uuid.UUID | None = None) -> list[Job]:
+    """Let up to `limit` queued jobs in (whoever's turn it is) and launch each; the jobs as their
+    launches left them. A launch that fails leaves its claim for the sweep to resume, and is
+    only logged, unless it is `own_job`'s (the caller hears about their own)."""
+    admitted = deps.queue.admit(AdmissionRules.of(deps.settings), limit, deps.clock())
+    launched: list[Job] = []
+    for entry in admitted:
+        job = deps.jobs.get(entry.job_id)
+        if job is None:
+            continue
+        if job.queued_at is not None and job.admitted_at is not None:
+            record_admitted((job.admitted_at - job.queued_at).total_seconds())
         try:
-            for path, fetched in zip(paths, fetches, strict=True):
-                name = fetched.result()
-                with open(name, "rb") as photo:
-                    data = photo.read()
-                os.remove(name)  # /tmp is small on Lambda: the zip alone takes as much
-                yield path.rsplit("/", 1)[-1], data
-        finally:
-            for fetched in fetches:
-                fetched.cancel()  # the zip gave up (a missing photo): fetch no more
+            launched.append(launch(job, entry.claim_token, deps))
+        except Exception:
+            if entry.job_id == own_job:
+                raise
+            logger.exception(
+                "an admitted job did not start yet; the sweep resumes it",
+                extra={"job_id": str(entry.job_id)},
+            )
+    return launched
 
 
-def _renew_claim(
-    job: Job, token: uuid.UUID, deps: Deps, also: dict[str, Any] | None = None
-) -> tuple[Job, uuid.UUID]:
-    """A fresh token and a fresh sign of life, right before the call that costs money, written
-    together with the fields `also`; the saved row and the new token.
-
-    A resumer that read the row earlier now fails its compare-and-set on the old token, and one
-    reading it now sees a live claim for another `claim_timeout_seconds`.
-    """
-    renewed = uuid.uuid4()
-    saved = deps.jobs.update(
-        job.id,
-        {**(also or {}), "claim_token": renewed, "last_checked_at": datetime.now(UTC)},
-        expect_status=JobStatus.TRAINING,
-        expect_claim=token,
-    )
-    if saved is None:
-        raise ClaimLost
-    return saved, renewed
-
-
-def _expected_phases(job: Job, deps: Deps) -> Expected:
-    """What each phase took in recently completed jobs: the basis of this job's estimate."""
+def admit_next(deps: Deps) -> None:
+    """A training just ended: the next job in line takes its slot. Never fails the caller (a
+    webhook, a status read or the sweep has its own work done); the sweep admits otherwise."""
     try:
-        return expected_from(deps.jobs.recent_timelines(RECENT_JOBS), deps.settings)
-    except UpstreamError:
-        # Recording the training matters more: the settings' defaults stand in.
-        logger.warning("recent phase times unavailable", extra={"job_id": str(job.id)})
-        return Expected.defaults(deps.settings)
+        admit_and_launch(deps, ADMIT_PER_CALL)
+    except Exception:
+        logger.exception("admission after a finished training failed; the sweep admits later")
 
 
-def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: Deps) -> Job:
-    now = datetime.now(UTC)
-    expected = _expected_phases(job, deps)
-    saved = deps.jobs.update(
-        job.id,
-        {
-            "replicate_training_id": training.id,
-            "progress": max(job.progress, PROGRESS_TRAINING_STARTED),
-            "expected_phase_seconds": expected.as_row(),
-            "phase_times": {Phase.PREPARING_GPU: training.created_at or now},
-            "estimated_completion": first_estimate(training, expected, now, deps.settings),
-            "last_replicate_status": training.status,
-            "last_checked_at": now,
-        },
-        expect_status=JobStatus.TRAINING,
-        expect_claim=token,
+def queue_place(job: Job, deps: Deps) -> QueuePlace | None:
+    """A queued job's place in line, expected start and a sentence; None for any other job."""
+    if job.status is not JobStatus.QUEUED:
+        return None
+    rules = AdmissionRules.of(deps.settings)
+    now = deps.clock()
+    snapshot = deps.queue.place(job.id, rules.per_user, now)
+    if snapshot is None:
+        return None  # admitted (or canceled) since the row was read
+    return place_in_line(snapshot, rules, deps.settings, now)
+
+
+# Jobs one sweep admits at most (each launch zips photos and uploads them).
+SWEEP_ADMISSIONS = 50
+
+QUEUE_EXPIRED_MESSAGE = (
+    "Your training waited in line too long and was not started; upload your photos again to "
+    "start a new one."
+)
+
+
+@dataclass
+class QueueReport(TaskReport):
+    depth: int = 0  # queued when the sweep looked
+    in_flight: int = 0
+    admitted: int = 0
+    started: int = 0
+    back_in_line: int = 0  # Replicate throttled their start
+    expired: int = 0
+
+
+def sweep_queue(deps: Deps, deadline: Deadline) -> QueueReport:
+    """The queue's safety net, every sweep: fail jobs that waited longer than
+    `queue_max_wait_hours`, fill the free slots (launching in parallel, none past the deadline),
+    and report the queue for its metrics and alarm."""
+    settings, now = deps.settings, deps.clock()
+    report = QueueReport()
+    too_old = now - timedelta(hours=settings.queue_max_wait_hours)
+    for job in deps.jobs.list_waiting(too_old, SWEEP_ADMISSIONS):
+        ended = deps.jobs.update(
+            job.id,
+            failed(FailureCode.QUEUE_EXPIRED, QUEUE_EXPIRED_MESSAGE),
+            expect_status=JobStatus.QUEUED,
+        )
+        if ended is not None:
+            report.expired += 1
+            record_training_finished(ended)
+    stats = deps.queue.stats(now)
+    oldest = (now - stats.oldest_queued_at).total_seconds() if stats.oldest_queued_at else 0.0
+    record_queue(stats.depth, stats.in_flight, max(oldest, 0.0), stats.spent_today)
+    report.depth, report.in_flight = stats.depth, stats.in_flight
+    room = min(settings.max_concurrent_trainings - stats.in_flight, SWEEP_ADMISSIONS)
+    if room <= 0 or stats.depth == 0 or deadline.expired():
+        return report
+    admitted = deps.queue.admit(AdmissionRules.of(settings), room, now)
+    report.seen = report.admitted = len(admitted)
+
+    def start(entry: Admitted) -> Job | None:
+        job = deps.jobs.get(entry.job_id)
+        return None if job is None else launch(job, entry.claim_token, deps)
+
+    outcomes = for_each_job(
+        admitted,
+        start,
+        deadline=deadline,
+        workers=settings.sweep_concurrency,
+        failure="an admitted job did not start yet; its claim is resumed later",
     )
-    if saved is None:
-        raise ClaimLost
-    record_training_started()
-    return saved
 
+    def count(report: QueueReport, _: Admitted, job: Job | None) -> None:
+        if job is not None and job.status is JobStatus.QUEUED:
+            report.back_in_line += 1
+        elif job is not None and job.replicate_training_id:
+            report.started += 1
 
-def _fail(job: Job, token: uuid.UUID, code: FailureCode, message: str, deps: Deps) -> Job:
-    ended = deps.jobs.update(
-        job.id, failed(code, message), expect_status=JobStatus.TRAINING, expect_claim=token
-    )
-    if ended is None:
-        raise ClaimLost
-    logger.warning("training could not start", extra={"job_id": str(job.id), "reason": message})
-    record_training_finished(ended)  # JobsFailed counts jobs that never trained too
-    return ended
-
-
-def resume_stalled_start(job: Job, deps: Deps, now: datetime) -> Job:
-    """The repair for a claim whose start never finished (the function died or timed out).
-
-    Takes the claim over with a compare-and-set on the token we read, then runs the same
-    idempotent steps. A claim older than `training_stale_minutes` may only adopt a training that
-    exists; without one the job is failed.
-    """
-    token = uuid.uuid4()
-    taken = deps.jobs.update(
-        job.id,
-        {"claim_token": token, "last_checked_at": now},
-        expect_status=JobStatus.TRAINING,
-        expect_claim=job.claim_token,
-    )
-    if taken is None:
-        return deps.jobs.get(job.id) or job
-    claimed_at = job.claimed_at or now
-    given_up = now - claimed_at > timedelta(minutes=deps.settings.training_stale_minutes)
-    try:
-        return launch(taken, token, deps, may_create=not given_up)
-    except AppError:
-        return taken  # still transient: the next attempt after the claim timeout tries again
+    return tally(report, outcomes, count)

@@ -20,8 +20,9 @@ from shared.plumbing.observability import record_training_finished
 from shared.plumbing.settings import Settings
 from shared.services.common import owned_job
 from shared.services.deps import Deps
+from shared.services.launch import resume_stalled_start
 from shared.services.notices import notify_once
-from shared.services.start import resume_stalled_start
+from shared.services.start import admit_next, queue_place
 
 logger = Logger(child=True)
 
@@ -79,10 +80,12 @@ def _log_finished(job: Job, training: TrainingInfo) -> None:
 
 
 def _settle(before: Job, after: Job, deps: Deps, *, moved_by_us: bool) -> Job:
-    """Count a training this call ended, and make sure its notice goes out (once, whoever
-    ended it: a webhook and the sweep may both get here for the same job)."""
+    """Count a training this call ended and give its slot to the next job in line, and make
+    sure its notice goes out (once, whoever ended it: a webhook and the sweep may both get here
+    for the same job)."""
     if moved_by_us and before.status is JobStatus.TRAINING and after.status.is_final:
         record_training_finished(after)
+        admit_next(deps)
     notify_once(after, deps)
     return after
 
@@ -144,7 +147,7 @@ def status_answer(job: Job, deps: Deps, *, with_history: bool = False) -> Status
     twin = deps.twins.get(job.twin_id) if job.twin_id else None
     wait = poll_after_seconds(job, deps.settings.status_refresh_seconds, datetime.now(UTC))
     history = deps.jobs.progress_points(job.id) if with_history else None
-    return StatusResponse.of(job, twin, wait, history)
+    return StatusResponse.of(job, twin, wait, history, queue_place(job, deps))
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

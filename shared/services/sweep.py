@@ -25,13 +25,14 @@ from shared.services.common import TaskReport, for_each_job, tally
 from shared.services.deps import Deps
 from shared.services.notices import send_pending_notices
 from shared.services.privacy import sweep_cleanup
+from shared.services.start import sweep_queue
 from shared.services.status import refresh
 from shared.services.twins import sweep_twin_deletions
 from shared.services.upload_expiry import expire_uploads
 
 logger = Logger(child=True)
 
-SWEEP_BATCH = 5000
+SWEEP_BATCH = 20_000  # active trainings one sweep reads (a page of 1,000 a request)
 
 
 @dataclass
@@ -76,6 +77,7 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
     """
     tasks: list[tuple[str, Callable[[], Any]]] = [
         ("trainings", lambda: sweep(deps, deadline)),
+        ("queue", lambda: sweep_queue(deps, deadline)),
         ("uploads", lambda: expire_uploads(deps, deadline)),
         ("cleanup", lambda: sweep_cleanup(deps, deadline)),
         ("twins", lambda: sweep_twin_deletions(deps, deadline)),

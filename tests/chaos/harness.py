@@ -42,6 +42,7 @@ from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_queue import PostgrestTrainingQueue
 from shared.adapters.postgrest_twins import PostgrestTwinStore
 from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
 from shared.adapters.supabase_storage import SupabasePhotoStore
@@ -81,6 +82,9 @@ class ChaosOptions:
     give_up_seconds: float = 90.0
     workers: int = 32
     seed: int = 5
+    # The training queue, small enough to be full most of the run: admission under fire.
+    max_concurrent_trainings: int = 8
+    max_trainings_per_user: int = 3
 
     def env(self) -> dict[str, str]:
         """What the functions run with (the stack's `extra_env`), so webhooks agree with us."""
@@ -88,6 +92,8 @@ class ChaosOptions:
             "CLAIM_TIMEOUT_SECONDS": str(self.claim_timeout_seconds),
             "STATUS_REFRESH_SECONDS": "0.5",
             "SWEEP_CONCURRENCY": "16",
+            "MAX_CONCURRENT_TRAININGS": str(self.max_concurrent_trainings),
+            "MAX_TRAININGS_PER_USER": str(self.max_trainings_per_user),
         }
 
 
@@ -119,6 +125,8 @@ class ChaosReport:
     activations: int = 0
     twins_with_overlapping_versions: int = 0  # two versions of a twin on their way at once
     lost_versions: int = 0  # a retrain that answered with a job the database does not have
+    max_in_flight: int = 0  # the most jobs in `training` at once, as the observer saw them
+    max_trainings_running: int = 0  # the most trainings running at once, as Replicate saw them
     observations: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -185,10 +193,11 @@ class CrashPlan:
     drawn uniformly from those of a whole start, so every window between two steps is hit (an
     invocation with fewer steps, e.g. a repeat answered from the row, may outlive its draw)."""
 
-    # Before and after: get, claim, 3 photo reads, upload, save URL, destination, renew, create,
-    # record. The photo reads run in parallel: their boundaries fall in any order. Dying around
-    # the first read changes nothing, and every repeat passes there: those two are not drawn.
-    FIRST, BOUNDARIES = 2, 22
+    # Before and after: get, queue it, read it back, admit, read the admitted job, destination,
+    # 3 photo reads, upload, save URL, create, recent timelines, record. The photo reads run in
+    # parallel: their boundaries fall in any order. Dying around the first read changes nothing,
+    # and every repeat passes there: those two are not drawn.
+    FIRST, BOUNDARIES = 2, 28
 
     def __init__(self, rate: float, per_job: int, seed: int):
         self.rate, self.per_job = rate, per_job
@@ -256,7 +265,8 @@ class Components:
         )
         trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
         twins: Any = PostgrestTwinStore(lambda: self.rest, deadline)
-        deps = Deps(self.settings, jobs, twins, photos, trainer, make_notifier=RecordingNotifier)
+        queue: Any = PostgrestTrainingQueue(lambda: self.rest, deadline)
+        deps = Deps(self.settings, jobs, twins, photos, trainer, RecordingNotifier, queue)
         return invocation.deps(deps) if invocation is not None else deps
 
 
@@ -274,6 +284,7 @@ class Observer(threading.Thread):
         self.history: dict[uuid.UUID, list[tuple[str, int, str | None]]] = defaultdict(list)
         self.vanished: set[uuid.UUID] = set()
         self.snapshots = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._halt = threading.Event()
 
@@ -306,6 +317,8 @@ class Observer(threading.Thread):
                 self.history[job_id].append((status, progress, training_id))
             self.vanished |= set(ids) - found
             self.snapshots += 1
+            in_flight = sum(1 for _, status, _, _ in rows if status == JobStatus.TRAINING.value)
+            self.max_in_flight = max(self.max_in_flight, in_flight)
 
     def stop(self) -> None:
         self._halt.set()
@@ -323,6 +336,7 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
     parts = Components(stack, options)
     crashes = CrashPlan(options.crash_rate, options.max_crashes_per_job, options.seed)
     emulator.reset()
+    emulator.reset_stats()
     gateway.counters.reset()
     saved_faults = gateway.rest_faults, gateway.storage_faults
     rest_faults = RandomFaults(options.fault_rate, options.seed + 1, options.hold_seconds)
@@ -365,6 +379,14 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
     )
     report.supabase_faults = rest_faults.fired + storage_faults.fired
     report.webhooks_sent = len(emulator.webhook_deliveries)
+    report.max_in_flight = observer.max_in_flight
+    report.max_trainings_running = int(emulator.stats()["max_trainings_in_flight"])
+    cap = options.max_concurrent_trainings
+    if report.max_in_flight > cap or report.max_trainings_running > cap:
+        report.problems.append(
+            f"the cap of {cap} was exceeded: {report.max_in_flight} jobs in training,"
+            f" {report.max_trainings_running} trainings running at Replicate"
+        )
     _verify(emulator, stack.pg.dsn(), owners, observer, report)
     report.seconds = time.monotonic() - began
     return report

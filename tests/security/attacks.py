@@ -131,6 +131,10 @@ def insert_job(
         [job_id, user_id, photos],
     )
     if training_id is not None:
+        db.execute(  # through the queue, as admission moves it
+            "update public.ai_training_jobs set status = 'queued', queued_at = now() where id = %s",
+            [job_id],
+        )
         db.execute(
             "update public.ai_training_jobs set status = 'training', progress = 30,"
             " replicate_training_id = %s, claimed_at = now() where id = %s",

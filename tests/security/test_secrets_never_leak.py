@@ -297,6 +297,7 @@ def test_upstream_faults_and_misconfiguration_log_no_secret(
     answers: dict[str, tuple[int, str]] = {}
 
     def answer(case: str, response: httpx.Response) -> None:
+        assert "error" in response.json(), (case, response.status_code, response.text)
         answers[case] = (keep(response).status_code, response.json()["error"]["code"])
 
     def status(job_id: str) -> httpx.Response:

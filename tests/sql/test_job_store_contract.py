@@ -60,9 +60,16 @@ def new_job(store: JobStore, user: uuid.UUID, **values: Any) -> Any:
 
 def walk(store: JobStore, job: Any, *moves: tuple[JobStatus, int]) -> Any:
     for status, progress in moves:
-        job = store.update(
-            job.id, {"status": status, "progress": progress}, expect_status=job.status
-        )
+        if status is JobStatus.TRAINING and job.status is JobStatus.PENDING:
+            job = store.update(  # through the queue, as admission moves it
+                job.id,
+                {"status": JobStatus.QUEUED, "queued_at": datetime.now(UTC)},
+                expect_status=JobStatus.PENDING,
+            )
+        changes: dict[str, Any] = {"status": status, "progress": progress}
+        if status is JobStatus.QUEUED:
+            changes["queued_at"] = datetime.now(UTC)
+        job = store.update(job.id, changes, expect_status=job.status)
         assert job is not None
     return job
 
@@ -100,10 +107,11 @@ def test_update_is_a_compare_and_set_on_status_and_claim(
     job = new_job(jobs, user())
     token = uuid.uuid4()
     assert jobs.update(job.id, {"error_message": "x"}, expect_status=JobStatus.TRAINING) is None
+    job = walk(jobs, job, (JobStatus.QUEUED, 20))
     claimed = jobs.update(
         job.id,
         {"status": JobStatus.TRAINING, "claim_token": token},
-        expect_status=[JobStatus.PENDING, JobStatus.UPLOADING],
+        expect_status=[JobStatus.QUEUED, JobStatus.UPLOADING],
     )
     assert claimed is not None and claimed.status is JobStatus.TRAINING
     assert jobs.update(job.id, {"progress": 31}, expect_claim=uuid.uuid4()) is None

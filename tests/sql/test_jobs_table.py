@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,15 @@ from shared.services.upload_expiry import UPLOAD_EXPIRED_MESSAGE
 
 pytestmark = pytest.mark.stack
 
-STATUSES = ["uploading", "pending", "training", "completed", "failed"]
+STATUSES = ["uploading", "pending", "queued", "training", "completed", "failed"]
 ALLOWED_MOVES = {
     ("uploading", "pending"),
     ("uploading", "failed"),
-    ("pending", "training"),
+    ("pending", "queued"),
     ("pending", "failed"),
+    ("queued", "training"),
+    ("queued", "failed"),
+    ("training", "queued"),  # back in line: only while no training exists (its own test)
     ("training", "completed"),
     ("training", "failed"),
 }
@@ -31,8 +35,9 @@ ALLOWED_MOVES = {
 PATH_TO = {
     "uploading": ["uploading"],
     "pending": ["pending"],
-    "training": ["pending", "training"],
-    "completed": ["pending", "training", "completed"],
+    "queued": ["pending", "queued"],
+    "training": ["pending", "queued", "training"],
+    "completed": ["pending", "queued", "training", "completed"],
     "failed": ["pending", "failed"],
 }
 SEED_COLUMNS = {
@@ -81,6 +86,10 @@ ADDED_COLUMNS = {
     "total_steps": "integer",
     "phase_times": "jsonb",
     "expected_phase_seconds": "jsonb",
+    # the training queue: when it joined the line, when admitted, its reserved cost
+    "queued_at": "timestamp with time zone",
+    "admitted_at": "timestamp with time zone",
+    "reserved_cost_usd": "numeric",
 }
 
 
@@ -127,11 +136,19 @@ def update_job(db: psycopg.Connection, job_id: Any, **values: Any) -> dict[str, 
 
 def move(db: psycopg.Connection, job_id: Any, status: str) -> dict[str, Any]:
     """Set a status, with what that status legitimately needs alongside."""
+    if status == "queued":
+        return update_job(db, job_id, status=status, queued_at=datetime.now(UTC))
     if status == "training":
         return update_job(db, job_id, status=status, progress=30)
     if status == "completed":
         return update_job(db, job_id, status=status, replicate_model_version="owner/model:abc")
     return update_job(db, job_id, status=status)
+
+
+def train(db: psycopg.Connection, job_id: Any) -> dict[str, Any]:
+    """A pending job through the queue into training, as admission moves it."""
+    move(db, job_id, "queued")
+    return move(db, job_id, "training")
 
 
 def job_in(db: psycopg.Connection, user_id: str, status: str) -> dict[str, Any]:
@@ -180,7 +197,7 @@ def test_status_move(db: psycopg.Connection, user_id: str, old: str, new: str) -
 
 def test_allowed_moves_are_exactly_the_designed_ones() -> None:
     # Guards the parametrization above against an edit that quietly widens the table.
-    assert len(ALLOWED_MOVES) == 6
+    assert len(ALLOWED_MOVES) == 9
     assert all(old != new for old, new in ALLOWED_MOVES)
 
 
@@ -189,7 +206,7 @@ def test_insert_as_starting_status(db: psycopg.Connection, user_id: str, status:
     assert insert_job(db, user_id, status=status)["status"] == status
 
 
-@pytest.mark.parametrize("status", ["training", "completed", "failed"])
+@pytest.mark.parametrize("status", ["queued", "training", "completed", "failed"])
 def test_insert_past_the_start_is_rejected(
     db: psycopg.Connection, user_id: str, status: str
 ) -> None:
@@ -200,10 +217,10 @@ def test_insert_past_the_start_is_rejected(
 
 def test_unknown_status_is_rejected(db: psycopg.Connection, user_id: str) -> None:
     with pytest.raises(errors.CheckViolation, match="must start as pending or uploading"):
-        insert_job(db, user_id, status="queued")
+        insert_job(db, user_id, status="paused")
     job = insert_job(db, user_id)
-    with pytest.raises(errors.CheckViolation, match="status move pending -> queued"):
-        update_job(db, job["id"], status="queued")
+    with pytest.raises(errors.CheckViolation, match="status move pending -> paused"):
+        update_job(db, job["id"], status="paused")
 
 
 @pytest.mark.parametrize("progress", [-1, 101])
@@ -291,6 +308,7 @@ def test_completed_at_given_by_caller_is_kept(db: psycopg.Connection, user_id: s
 def test_completed_at_not_set_on_other_moves(db: psycopg.Connection, user_id: str) -> None:
     job = job_in(db, user_id, "uploading")
     assert move(db, job["id"], "pending")["completed_at"] is None
+    assert move(db, job["id"], "queued")["completed_at"] is None
     assert move(db, job["id"], "training")["completed_at"] is None
 
 

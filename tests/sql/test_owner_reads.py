@@ -25,7 +25,7 @@ POINTS = "training_progress_points"
 PUBLIC_JOB_COLUMNS = {
     "id", "user_id", "twin_id", "version", "furrsona_name", "status", "phase", "step",
     "total_steps", "progress", "estimated_completion", "replicate_model_version", "failure_code",
-    "error_message", "photo_urls",
+    "error_message", "photo_urls", "queued_at", "admitted_at",
     "customization_data", "created_at", "completed_at", "updated_at",
 }  # fmt: skip
 POINT_COLUMNS = {"job_id", "bucket", "step", "observed_at", "loss", "steps_per_second"}
@@ -66,10 +66,8 @@ def training_job(db: psycopg.Connection, user: str) -> str:
         [user],
     ).fetchone()
     assert row is not None
-    db.execute(
-        "update public.ai_training_jobs set status = 'training', progress = 30 where id = %s",
-        [row[0]],
-    )
+    for move in ("status = 'queued', queued_at = now()", "status = 'training', progress = 30"):
+        db.execute(f"update public.ai_training_jobs set {move} where id = %s", [row[0]])
     return str(row[0])
 
 

@@ -32,10 +32,8 @@ def new_job(db: psycopg.Connection, user_id: str, status: str = "pending") -> st
     ).fetchone()
     assert row is not None
     if status == "training":
-        db.execute(
-            "update public.ai_training_jobs set status = 'training', progress = 30 where id = %s",
-            [row[0]],
-        )
+        for move in ("status = 'queued', queued_at = now()", "status = 'training', progress = 30"):
+            db.execute(f"update public.ai_training_jobs set {move} where id = %s", [row[0]])
     return str(row[0])
 
 

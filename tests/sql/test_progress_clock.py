@@ -9,7 +9,7 @@ import pytest
 
 from devstack.postgres import LocalPostgres
 from devstack.schema import create_user
-from tests.sql.test_jobs_table import insert_job, move, update_job
+from tests.sql.test_jobs_table import insert_job, train, update_job
 
 pytestmark = pytest.mark.stack
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture
 def training_row(pg: LocalPostgres, db: psycopg.Connection) -> dict:
     row = insert_job(db, create_user(pg.dsn()), status="pending", progress=20)
-    return move(db, row["id"], "training")
+    return train(db, row["id"])
 
 
 def clock(db: psycopg.Connection, job_id: object) -> datetime:

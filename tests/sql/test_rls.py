@@ -170,13 +170,13 @@ def test_service_role_reads_all(scene: Scene) -> None:
 def test_service_role_updates(scene: Scene, db: psycopg.Connection) -> None:
     rows: Any = (
         scene.service.from_(TABLE)
-        .update({"status": "training", "progress": 30})
+        .update({"status": "queued", "queued_at": "2026-12-07T10:00:00Z", "progress": 30})
         .eq("id", scene.job_a)
         .execute()
         .data
     )
-    assert [(r["status"], r["progress"]) for r in rows] == [("training", 30)]
-    assert job_row(db, scene.job_a)[:2] == ("training", 30)
+    assert [(r["status"], r["progress"]) for r in rows] == [("queued", 30)]
+    assert job_row(db, scene.job_a)[:2] == ("queued", 30)
 
 
 def test_service_role_is_still_bound_by_the_state_machine(scene: Scene) -> None:

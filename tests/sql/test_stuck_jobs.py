@@ -9,7 +9,7 @@ import pytest
 
 from devstack.postgres import LocalPostgres
 from devstack.schema import create_user
-from tests.sql.test_jobs_table import insert_job, job_in, move
+from tests.sql.test_jobs_table import insert_job, job_in, train
 
 pytestmark = pytest.mark.stack
 
@@ -36,17 +36,17 @@ def user(pg: LocalPostgres) -> str:
 
 
 def test_each_kind_of_stuck_job_is_listed_once_with_its_reason(db, user) -> None:
-    died = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    died = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     age(db, died["id"], claimed_at="10 minutes")
 
-    unchecked = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    unchecked = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     db.execute(
         "update ai_training_jobs set replicate_training_id = 'tr_unchecked' where id = %s",
         (unchecked["id"],),
     )
     age(db, unchecked["id"], last_checked_at="30 minutes")
 
-    no_progress = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    no_progress = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     db.execute(
         "update ai_training_jobs set replicate_training_id = 'tr_stale', last_checked_at = now() where id = %s",
         (no_progress["id"],),
@@ -82,12 +82,12 @@ def test_each_kind_of_stuck_job_is_listed_once_with_its_reason(db, user) -> None
 
 
 def test_healthy_and_finished_jobs_are_not_listed(db, user) -> None:
-    training = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    training = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     db.execute(
         "update ai_training_jobs set replicate_training_id = 'tr_ok', last_checked_at = now() where id = %s",
         (training["id"],),
     )
-    starting = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    starting = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     fresh_upload = insert_job(db, user, status="uploading")
     done = job_in(db, user, "completed")
     age(db, done["id"], updated_at="3 days", progress_changed_at="3 days")
@@ -98,7 +98,7 @@ def test_healthy_and_finished_jobs_are_not_listed(db, user) -> None:
 
 
 def test_the_thresholds_follow_the_arguments(db, user) -> None:
-    job = move(db, insert_job(db, user, status="pending", progress=20)["id"], "training")
+    job = train(db, insert_job(db, user, status="pending", progress=20)["id"])
     db.execute(
         "update ai_training_jobs set replicate_training_id = 'tr_slow', last_checked_at = now() where id = %s",
         (job["id"],),

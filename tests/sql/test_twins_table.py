@@ -48,6 +48,11 @@ def new_job(db: psycopg.Connection, user: str, twin: str | None, **values: Any) 
 
 def move(db: psycopg.Connection, job: str, *steps: str) -> None:
     for status in steps:
+        if status == "training":  # through the queue, as admission moves it
+            db.execute(
+                "update ai_training_jobs set status = 'queued', queued_at = now() where id = %s",
+                [job],
+            )
         progress = {"training": 30, "completed": 100, "failed": 30}[status]
         extra = ", replicate_model_version = 'o/m:v'" if status == "completed" else ""
         db.execute(
@@ -307,7 +312,14 @@ def test_the_migration_gives_every_earlier_job_a_twin(tmp_path: Path):
                 ).fetchone()
                 assert row is not None
                 jobs[status] = row[0]
-            move(db, jobs["completed"], "training", "completed")
+            # The moves of that time (no queue yet).
+            for change in (
+                "status = 'training', progress = 30",
+                "status = 'completed', replicate_model_version = 'o/m:v'",
+            ):
+                db.execute(
+                    f"update ai_training_jobs set {change} where id = %s", [jobs["completed"]]
+                )
             move(db, jobs["failed"], "failed")
             db.execute(
                 "update ai_training_jobs set status = 'failed', deletion_requested_at = now()"

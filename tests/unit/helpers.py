@@ -16,6 +16,7 @@ from tests.fakes import (
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryTrainingQueue,
     InMemoryTwinStore,
     RecordingNotifier,
 )
@@ -34,6 +35,8 @@ SETTINGS_ENV = {
     "REPLICATE_DESTINATION_MODEL": "flurrty/flurrty-twins",
     "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "WEBHOOK_BASE_URL": "https://status.test",
+    # Room for every test's trainings: the queue's own tests set the caps they are about.
+    "MAX_CONCURRENT_TRAININGS": "1000",
 }
 
 
@@ -55,6 +58,7 @@ def make_deps(
         photos=InMemoryPhotoStore(),
         trainer=trainer or FakeTrainer(),
         make_notifier=lambda: notices,
+        queue=InMemoryTrainingQueue(jobs),
     )
 
 

@@ -216,8 +216,9 @@ def test_metrics_are_emitted_as_emf_where_the_events_happen(monkeypatch, capsys)
         "JobsFailed": "Count",
         "TrainingSeconds": "Seconds",
         "TrainingCostUSD": "None",
+        "QueueWaitSeconds": "Seconds",
     }
-    assert emf["JobsStarted"] == [1.0, 1.0]
+    assert emf["JobsStarted"] == [1.0, 1.0] and len(emf["QueueWaitSeconds"]) == 2
     assert emf["JobsCompleted"] == [1.0] and emf["JobsFailed"] == [1.0]
     assert emf["TrainingSeconds"] == [400.0] and emf["TrainingCostUSD"] == [0.8]
 

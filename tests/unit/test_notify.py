@@ -27,7 +27,13 @@ from shared.errors import UpstreamError
 from shared.ports import NoticeUndeliverable, Notifier
 from shared.services.deps import Deps
 from shared.services.notices import NoticeReport, notify_once, send_pending_notices
-from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryPhotoStore, InMemoryTwinStore
+from tests.fakes import (
+    FakeTrainer,
+    InMemoryJobStore,
+    InMemoryPhotoStore,
+    InMemoryTrainingQueue,
+    InMemoryTwinStore,
+)
 from tests.unit.helpers import make_settings
 
 SENDER = "Flurrty <twins@flurrty.test>"
@@ -82,6 +88,7 @@ def finished_job(
             "progress": 20,
         }
     )
+    store.update(job.id, {"status": JobStatus.QUEUED, "queued_at": datetime.now(UTC)})
     store.update(job.id, {"status": JobStatus.TRAINING, "replicate_training_id": "t-" + job.id.hex})
     final: dict = {"status": status}
     if status is JobStatus.COMPLETED:
@@ -201,7 +208,13 @@ def test_an_auth_error_is_an_upstream_error_not_a_crash():
 def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
     twins = store.twins or InMemoryTwinStore(store)
     return Deps(
-        make_settings(), store, twins, InMemoryPhotoStore(), FakeTrainer(), lambda: notifier
+        make_settings(),
+        store,
+        twins,
+        InMemoryPhotoStore(),
+        FakeTrainer(),
+        lambda: notifier,
+        InMemoryTrainingQueue(store),
     )
 
 

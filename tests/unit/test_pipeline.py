@@ -196,8 +196,8 @@ def test_a_training_unknown_to_replicate_fails_the_job(deps):
 
 
 def test_one_broken_job_does_not_stop_the_sweep(deps):
-    caller = _caller()
-    jobs = [start_training(caller.user_id, _new_job(deps, caller).id, deps) for _ in range(3)]
+    callers = [_caller() for _ in range(3)]
+    jobs = [start_training(c.user_id, _new_job(deps, c).id, deps) for c in callers]
     broken = jobs[0].replicate_training_id
     real_get = deps.trainer.get_training
 

@@ -17,7 +17,7 @@ from shared.services.deps import Deps
 from shared.services.privacy import cancel_job, delete_job
 from shared.services.start import start_training
 from shared.services.status import get_status, refresh
-from tests.fakes import FakeTrainer, InMemoryJobStore
+from tests.fakes import FakeTrainer, InMemoryJobStore, InMemoryTrainingQueue
 from tests.replay import REALISTIC as RUN
 from tests.unit import helpers
 
@@ -38,7 +38,8 @@ class CountingJobStore(InMemoryJobStore):
 
 def make_deps() -> Deps:
     deps = helpers.make_deps(trainer=FakeTrainer(), status_refresh_seconds=0)
-    deps.jobs = CountingJobStore()
+    deps.jobs = jobs = CountingJobStore()
+    deps.queue = InMemoryTrainingQueue(jobs)
     return deps
 
 

@@ -26,6 +26,7 @@ from tests.fakes import (
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryTrainingQueue,
     InMemoryTwinStore,
     RecordingNotifier,
 )
@@ -42,7 +43,13 @@ class Env:
         self.photos = InMemoryPhotoStore()
         self.twins = InMemoryTwinStore(self.jobs)
         self.deps = Deps(
-            settings, self.jobs, self.twins, self.photos, FakeTrainer(), RecordingNotifier
+            settings,
+            self.jobs,
+            self.twins,
+            self.photos,
+            FakeTrainer(),
+            RecordingNotifier,
+            InMemoryTrainingQueue(self.jobs),
         )
         self.caller = Caller(user_id=uuid.uuid4(), claims={})
 

@@ -262,8 +262,8 @@ def test_a_crash_at_any_step_ends_with_exactly_one_training(boundary, recovery):
         start_training(job.user_id, job.id, Boundaries(boundary).deps(deps))
     crashed = row(deps, job.id)
     if crashed.status is JobStatus.PENDING:
-        recovery = "repeated start"  # died before its claim: only the person can start it
-    elif crashed.replicate_training_id is None:
+        recovery = "repeated start"  # died before queueing it: only the person can start it
+    elif crashed.status is JobStatus.TRAINING and crashed.replicate_training_id is None:
         # Within the claim timeout nobody may take over: the holder could still be alive.
         assert start_training(job.user_id, job.id, deps).replicate_training_id is None
         assert sweep(deps, Deadline(30)).checked == 1
@@ -271,7 +271,8 @@ def test_a_crash_at_any_step_ends_with_exactly_one_training(boundary, recovery):
         timeout = timedelta(seconds=deps.settings.claim_timeout_seconds + 1)
         age(deps, job.id, claimed_at=timeout, last_checked_at=timeout)
     if recovery == "sweep":
-        assert sweep(deps, Deadline(30)).errors == 0
+        report = sweep_all(deps, Deadline(30))  # the trainings, and the queue for a queued job
+        assert not any(task.get("errors") or task.get("error") for task in report.values())
     else:
         start_training(job.user_id, job.id, deps)
     final = row(deps, job.id)
@@ -302,7 +303,10 @@ def test_a_holder_slowed_down_past_the_claim_timeout_cannot_create_a_second_trai
 def test_a_claim_that_never_started_is_failed_after_the_stale_limit(deps):
     job = pending_job(deps)
     with pytest.raises(Crash):
-        start_training(job.user_id, job.id, Boundaries(3).deps(deps))  # right after the claim
+        # Boundary 7: right after admission claimed it (get, queue it, read it back, admit).
+        start_training(job.user_id, job.id, Boundaries(7).deps(deps))
+    claimed = row(deps, job.id)
+    assert claimed.status is JobStatus.TRAINING and claimed.replicate_training_id is None
     stale = timedelta(minutes=deps.settings.training_stale_minutes + 1)
     age(deps, job.id, claimed_at=stale, last_checked_at=stale)
     sweep(deps, Deadline(30))

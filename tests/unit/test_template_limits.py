@@ -31,6 +31,11 @@ LONGEST = {
     "SweepConcurrency": "64",
     "TrainingStaleMinutes": "1440",
     "TrainingPricePerSecond": "0.0015280000",
+    "MaxConcurrentTrainings": "1000",
+    "MaxTrainingsPerUser": "20",
+    "DailyTrainingBudgetUsd": "1234567.89",
+    "TrainingCostEstimateUsd": "1.5000000000",
+    "QueueMaxWaitHours": "720",
 }
 
 

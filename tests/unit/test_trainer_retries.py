@@ -120,10 +120,19 @@ CREATE = "POST /v1/models/ostris/flux-dev-lora-trainer/versions/" + "a" * 64 + "
 
 
 def test_a_refused_create_is_repeated_only_after_looking_it_up(fake):
-    fake.post_faults = [refuse(429)]
+    fake.post_faults = [refuse(503)]
     training = trainer_for(fake).create_training(ZIP_URL, None)
     assert fake.log == [CREATE, "GET /v1/trainings", CREATE]
     assert [t["id"] for t in fake.trainings] == [training.id]
+
+
+def test_a_throttled_create_is_not_repeated_and_says_how_long_to_wait(fake):
+    """A 429 on a create holds every admission back (the queue's shared hold) instead."""
+    fake.post_faults = [refuse(429, retry_after="17")]
+    with pytest.raises(UpstreamError) as refused:
+        trainer_for(fake).create_training(ZIP_URL, None)
+    assert refused.value.code == "upstream_throttled" and refused.value.retry_after == 17.0
+    assert fake.log == [CREATE] and fake.trainings == []
 
 
 def test_a_create_whose_answer_was_lost_is_adopted_not_repeated(fake):
