@@ -2,9 +2,11 @@
 20 trainings in flight and 2,000 admitted earlier today, on the project's embedded Postgres.
 
 Each figure is the median `Execution Time` of EXPLAIN ANALYZE over repeated runs, every run in a
-transaction rolled back (the admission really moves 20 jobs, then nothing is kept). Also a queued
-job's place (`training_queue_place`, what each status read of a queued job costs) and the
-sweep's `training_queue_stats`. Goal: `ms_at_10k` at most 10.
+transaction rolled back (the admission really moves 20 jobs, then nothing is kept). Also what a
+status read of a queued job costs (`training_queue_place`: `place_ms_at_10k` with the place the
+sweep keeps on the row, `place_first_read_ms_at_10k` for a job queued since, ranked live), the
+sweep's refresh of every place (`refresh_positions_ms_at_10k`, once a minute) and its
+`training_queue_stats`. Goal: `ms_at_10k` at most 10.
 Run: `python -m bench.admission [--queued 10000] [--runs 15]`.
 """
 
@@ -103,6 +105,11 @@ def main() -> None:
                 admit = explain_ms(
                     db, "select * from admit_trainings(%s, 1, 100000, 1.5, 100)", [CAP], args.runs
                 )
+                first_read = explain_ms(
+                    db, "select training_queue_place(%s, 1)", [middle], args.runs
+                )
+                refresh = explain_ms(db, "select refresh_queue_positions(1, now())", [], args.runs)
+                db.execute("select refresh_queue_positions(1, now())")
                 place = explain_ms(db, "select training_queue_place(%s, 1)", [middle], args.runs)
                 stats = explain_ms(db, "select training_queue_stats()", [], args.runs)
                 position = db.execute("select training_queue_place(%s, 1)", [middle]).fetchone()
@@ -116,6 +123,8 @@ def main() -> None:
         "admitted_per_call": int(admitted[0]) if admitted else 0,
         "ms_at_10k": round(admit, 2),
         "place_ms_at_10k": round(place, 2),
+        "place_first_read_ms_at_10k": round(first_read, 2),
+        "refresh_positions_ms_at_10k": round(refresh, 2),
         "place_position": json.loads(json.dumps(position[0]))["position"] if position else None,
         "stats_ms_at_10k": round(stats, 2),
         "runs": args.runs,

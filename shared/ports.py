@@ -147,6 +147,10 @@ class TrainingQueue(Protocol):
 
     def stats(self, now: datetime) -> QueueStats: ...
 
+    def refresh_positions(self, per_user: int, now: datetime) -> int:
+        """Write every queued job's place in line (the ones that changed); how many."""
+        ...
+
 
 class PhotoStore(Protocol):
     def put(self, path: str, data: bytes, content_type: str) -> None: ...

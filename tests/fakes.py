@@ -125,6 +125,8 @@ class InMemoryJobStore:
                 )
             if new_status is JobStatus.QUEUED and new.get("queued_at") is None:
                 raise AppError(ErrorCode.JOB_STATE_CHANGED, "a queued job needs its queued_at")
+            if new_status is not JobStatus.QUEUED:
+                new["queue_position"] = None  # like the trigger: out of line, no place
             if new["progress"] < row["progress"]:
                 raise AppError(ErrorCode.JOB_STATE_CHANGED, "progress may not decrease")
             if new.get("failure_code") is not None and new_status is not JobStatus.FAILED:
@@ -445,6 +447,24 @@ class InMemoryTrainingQueue:
                 admitted.append(Admitted(row["id"], token))
             return admitted
 
+    def _positions(self, per_user: int, now: datetime) -> dict[UUID, tuple[int, bool]]:
+        """job -> (place in line, eligible), like `training_queue_positions`."""
+        places, eligible_ahead = {}, 0
+        for row, _, eligible in self._order(per_user, now):
+            places[row["id"]] = (eligible_ahead + 1, eligible)
+            eligible_ahead += eligible
+        return places
+
+    def refresh_positions(self, per_user: int, now: datetime) -> int:
+        with self.jobs.lock:
+            written = 0
+            for job_id, (position, _) in self._positions(per_user, now).items():
+                row = self.jobs.rows[job_id]
+                if row["queue_position"] != position:
+                    row["queue_position"] = position
+                    written += 1
+            return written
+
     def hold(self, until: datetime, reason: str) -> datetime:
         with self.jobs.lock:
             if self.held_until is None or until > self.held_until:
@@ -453,11 +473,12 @@ class InMemoryTrainingQueue:
 
     def place(self, job_id: UUID, per_user: int, now: datetime) -> QueueSnapshot | None:
         with self.jobs.lock:
-            order = self._order(per_user, now)
-            mine = next(((row, place, ok) for row, place, ok in order if row["id"] == job_id), None)
-            if mine is None:
+            row = self.jobs.rows.get(job_id)
+            if row is None or row["status"] != JobStatus.QUEUED:
                 return None
-            row, place, eligible = mine
+            position, eligible = self._positions(per_user, now)[job_id]
+            if row["queue_position"] is not None:
+                position = row["queue_position"]  # the sweep's last refresh
             flying = self._rows(JobStatus.TRAINING)
             recent = sorted(
                 (r for r in self._rows(JobStatus.COMPLETED) if r["admitted_at"] or r["claimed_at"]),
@@ -469,7 +490,7 @@ class InMemoryTrainingQueue:
                 for r in recent
             ]
             return QueueSnapshot(
-                position=sum(1 for _, p, ok in order if ok and p < place) + 1,
+                position=position,
                 eligible=eligible,
                 queued_at=row["queued_at"],
                 in_flight=len(flying),

@@ -74,6 +74,10 @@ class PostgrestTrainingQueue(PostgrestTable):
             median_training_seconds=None if median is None else float(median),
         )
 
+    def refresh_positions(self, per_user: int, now: datetime) -> int:
+        written = self._rpc("refresh_queue_positions", {"p_per_user": per_user, "p_now": now})
+        return int(written)
+
     def stats(self, now: datetime) -> QueueStats:
         raw = self._rpc("training_queue_stats", {"p_now": now})
         return QueueStats(

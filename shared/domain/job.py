@@ -137,6 +137,7 @@ class Job(BaseModel):
     # The queue (batch admission): when it joined the line, when it was let in, and what its
     # training is expected to cost until Replicate's bill is known.
     queued_at: datetime | None = None
+    queue_position: int | None = None  # refreshed by the sweep; null once it leaves the line
     admitted_at: datetime | None = None
     reserved_cost_usd: float | None = None
     predict_time_seconds: float | None = None

@@ -137,6 +137,7 @@ class QueueReport(TaskReport):
     started: int = 0
     back_in_line: int = 0  # Replicate throttled their start
     expired: int = 0
+    positions_written: int = 0  # queued jobs whose place in line moved
 
 
 def sweep_queue(deps: Deps, deadline: Deadline) -> QueueReport:
@@ -160,9 +161,11 @@ def sweep_queue(deps: Deps, deadline: Deadline) -> QueueReport:
     record_queue(stats.depth, stats.in_flight, max(oldest, 0.0), stats.spent_today)
     report.depth, report.in_flight = stats.depth, stats.in_flight
     room = min(settings.max_concurrent_trainings - stats.in_flight, SWEEP_ADMISSIONS)
-    if room <= 0 or stats.depth == 0 or deadline.expired():
+    if stats.depth == 0 or deadline.expired():
         return report
-    admitted = deps.queue.admit(AdmissionRules.of(settings), room, now)
+    admitted = deps.queue.admit(AdmissionRules.of(settings), room, now) if room > 0 else []
+    # Every place in line, in one statement, for the status reads and Realtime.
+    report.positions_written = deps.queue.refresh_positions(settings.max_trainings_per_user, now)
     report.seen = report.admitted = len(admitted)
 
     def start(entry: Admitted) -> Job | None:

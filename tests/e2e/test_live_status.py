@@ -167,7 +167,9 @@ def test_progress_rises_the_estimate_converges_and_the_job_completes_with_its_co
             if not estimates or estimates[-1] != at:
                 estimates.append(at)
     errors = [abs((at - final["completed_at"]).total_seconds()) for at in estimates]
-    assert len(errors) >= 2 and errors[-1] < errors[0], errors
+    # Converged: the last estimate is no worse than the first, or already within a second of the
+    # real end (a 6 s training; the first can be near-perfect, and then only scheduling jitter moves).
+    assert len(errors) >= 2 and errors[-1] <= max(errors[0], 1.0), errors
 
     address = email_of(db, user)
     [mail] = wait_for(lambda: mailbox.to(address))

@@ -88,6 +88,7 @@ ADDED_COLUMNS = {
     "expected_phase_seconds": "jsonb",
     # the training queue: when it joined the line, when admitted, its reserved cost
     "queued_at": "timestamp with time zone",
+    "queue_position": "integer",
     "admitted_at": "timestamp with time zone",
     "reserved_cost_usd": "numeric",
 }

@@ -25,7 +25,7 @@ POINTS = "training_progress_points"
 PUBLIC_JOB_COLUMNS = {
     "id", "user_id", "twin_id", "version", "furrsona_name", "status", "phase", "step",
     "total_steps", "progress", "estimated_completion", "replicate_model_version", "failure_code",
-    "error_message", "photo_urls", "queued_at", "admitted_at",
+    "error_message", "photo_urls", "queued_at", "admitted_at", "queue_position",
     "customization_data", "created_at", "completed_at", "updated_at",
 }  # fmt: skip
 POINT_COLUMNS = {"job_id", "bucket", "step", "observed_at", "loss", "steps_per_second"}

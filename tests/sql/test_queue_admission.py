@@ -213,6 +213,22 @@ def test_a_queued_jobs_place_and_the_queue_stats(side: Side) -> None:
     )
 
 
+def test_places_in_line_are_ranked_live_until_the_sweep_keeps_them(side: Side) -> None:
+    ann, bob = side.new_user(), side.new_user()
+    ann1, ann2 = queued(side, ann, NOW), queued(side, ann, NOW + timedelta(seconds=1))
+    bob1 = queued(side, bob, NOW + timedelta(seconds=2))
+    # Owners take turns: ann1, bob1, then ann2.
+    assert [side.queue.place(j.id, 2, NOW).position for j in (ann1, bob1, ann2)] == [1, 2, 3]  # type: ignore[union-attr]
+    assert side.queue.refresh_positions(2, NOW) == 3
+    assert side.queue.refresh_positions(2, NOW) == 0  # nothing moved: nothing written
+    assert [side.jobs.get(j.id).queue_position for j in (ann1, bob1, ann2)] == [1, 2, 3]  # type: ignore[union-attr]
+    [first] = side.queue.admit(rules(cap=1, per_user=2), 1, NOW)
+    assert first.job_id == ann1.id and side.jobs.get(ann1.id).queue_position is None  # type: ignore[union-attr]
+    assert side.queue.place(bob1.id, 2, NOW).position == 2  # type: ignore[union-attr]  # kept till the sweep
+    assert side.queue.refresh_positions(2, NOW) == 2
+    assert [side.jobs.get(j.id).queue_position for j in (bob1, ann2)] == [1, 2]  # type: ignore[union-attr]
+
+
 # --- the database alone -------------------------------------------------------------------------
 
 
@@ -275,6 +291,43 @@ def test_parallel_admitters_never_exceed_the_cap_or_the_budget(
     assert len(admitted) == len(set(admitted)) == expected
     training = qdb.execute("select count(*) from ai_training_jobs where status = 'training'")
     assert training.fetchone() == (expected,)
+
+
+def test_admission_takes_exactly_the_full_orders_first_jobs(
+    queue_db: tuple[LocalPostgres, LocalPostgrest], qdb: psycopg.Connection
+) -> None:
+    """The index path for first turns and the full ranking agree: owners with trainings today,
+    several twins in line and one at their cap, admitted in several rounds."""
+    import random
+
+    database, _ = queue_db
+    rng = random.Random(3)
+    users = [create_user(database.dsn()) for _ in range(30)]
+    for i in range(80):
+        _job(qdb, rng.choice(users), at=NOW + timedelta(seconds=rng.randrange(600), milliseconds=i))
+    for user in users[:6]:  # trained earlier today
+        job = _job(qdb, user, at=NOW - timedelta(hours=2))
+        qdb.execute(
+            "update ai_training_jobs set status = 'training', admitted_at = %s where id = %s",
+            [NOW - timedelta(hours=1), job],
+        )
+        if user in users[:3]:
+            qdb.execute("update ai_training_jobs set status = 'failed' where id = %s", [job])
+    for limit in (4, 9, 15, 30):
+        expected = [
+            str(r[0])
+            for r in qdb.execute(
+                "select id from training_queue(2, %s) where eligible order by place limit %s",
+                [NOW, limit],
+            ).fetchall()
+        ]
+        got = [
+            str(r[0])
+            for r in qdb.execute(
+                "select job_id from admit_trainings(1000, 2, null, 1.5, %s, %s)", [limit, NOW]
+            ).fetchall()
+        ]
+        assert sorted(got) == sorted(expected) and got
 
 
 def test_back_in_line_only_while_no_training_exists(qdb: psycopg.Connection) -> None:
