@@ -24,6 +24,7 @@ from shared.plumbing.observability import record_sweep
 from shared.services.common import TaskReport, for_each_job, tally
 from shared.services.deps import Deps
 from shared.services.notices import send_pending_notices
+from shared.services.previews import sweep_previews
 from shared.services.privacy import sweep_cleanup
 from shared.services.start import sweep_queue
 from shared.services.status import refresh
@@ -81,6 +82,7 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
         ("uploads", lambda: expire_uploads(deps, deadline)),
         ("cleanup", lambda: sweep_cleanup(deps, deadline)),
         ("twins", lambda: sweep_twin_deletions(deps, deadline)),
+        ("previews", lambda: sweep_previews(deps, deadline)),
         ("notices", lambda: send_pending_notices(deps, deadline)),
     ]
     report: dict[str, Any] = {}

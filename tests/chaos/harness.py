@@ -42,9 +42,10 @@ from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_previews import PostgrestPreviewStore
 from shared.adapters.postgrest_queue import PostgrestTrainingQueue
 from shared.adapters.postgrest_twins import PostgrestTwinStore
-from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
+from shared.adapters.replicate import ReplicatePredictor, ReplicateTrainer, build_replicate_client
 from shared.adapters.supabase_storage import SupabasePhotoStore
 from shared.domain.caller import Caller
 from shared.domain.job import ALLOWED_MOVES, JobStatus
@@ -249,6 +250,7 @@ class Components:
             f"{stack.supabase_url}/storage/v1/", headers=headers, http_client=http()
         )
         self.storage_http = http()  # the streamed photo downloads of the start path
+        self.downloads = httpx.Client(timeout=30.0)  # preview outputs
         self.replicate = build_replicate_client(self.settings, timeout)
         self.options = options
 
@@ -266,7 +268,24 @@ class Components:
         trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
         twins: Any = PostgrestTwinStore(lambda: self.rest, deadline)
         queue: Any = PostgrestTrainingQueue(lambda: self.rest, deadline)
-        deps = Deps(self.settings, jobs, twins, photos, trainer, RecordingNotifier, queue)
+        previews: Any = PostgrestPreviewStore(lambda: self.rest, deadline)
+        predictor: Any = ReplicatePredictor(
+            lambda: self.replicate,
+            self.settings,
+            deadline,
+            connect_downloads=lambda: self.downloads,
+        )
+        deps = Deps(
+            self.settings,
+            jobs,
+            twins,
+            photos,
+            trainer,
+            RecordingNotifier,
+            queue,
+            previews,
+            predictor,
+        )
         return invocation.deps(deps) if invocation is not None else deps
 
 

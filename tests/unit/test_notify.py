@@ -28,9 +28,11 @@ from shared.ports import NoticeUndeliverable, Notifier
 from shared.services.deps import Deps
 from shared.services.notices import NoticeReport, notify_once, send_pending_notices
 from tests.fakes import (
+    FakePredictor,
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryPreviewStore,
     InMemoryTrainingQueue,
     InMemoryTwinStore,
 )
@@ -215,6 +217,8 @@ def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
         FakeTrainer(),
         lambda: notifier,
         InMemoryTrainingQueue(store),
+        InMemoryPreviewStore(store),
+        FakePredictor(),
     )
 
 
