@@ -233,12 +233,12 @@ class PreviewRequest(CamelModel):
     """Body of POST /twins/{twinId}/previews: new pictures of the active version."""
 
     style: str | None = Field(
-        None,
+        default=None,
         max_length=100,
         description="One of " + ", ".join(STYLES) + ", or the twin's own hybridStyle; "
         "none: the twin's hybridStyle.",
     )
-    count: int = Field(4, ge=1, le=4)
+    count: int = Field(default=4, ge=1, le=4)
     # The same requestId again (a retry, a double click) answers the same set, counted once.
     request_id: UUID | None = None
     user_id: UUID | None = None
