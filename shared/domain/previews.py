@@ -217,9 +217,9 @@ def failure_of(prediction: PredictionInfo) -> PreviewFailure:
     return PreviewFailure.PREDICTION_FAILED
 
 
-def hung(p: Preview, now: datetime, timeout_seconds: float) -> bool:
-    """A prediction running past its bound (counted from its creation): cancel it."""
-    started = p.prediction_created_at or p.claimed_at
+def hung(p: Preview, now: datetime, timeout_seconds: float, since: datetime | None = None) -> bool:
+    """A prediction running past its bound (counted from its creation, or `since`)."""
+    started = since or p.prediction_created_at or p.claimed_at
     return started is not None and now - started > timedelta(seconds=timeout_seconds)
 
 

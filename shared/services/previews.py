@@ -164,7 +164,8 @@ def run_pictures(pictures: Sequence[Preview], deps: Deps) -> list[Preview]:
 
     def one(p: Preview) -> Preview:
         try:
-            return run_picture(p, deps)
+            # The caller sends the notice once the set is done (one attempt, not one a picture).
+            return run_picture(p, deps, notify=False)
         except Exception:
             logger.warning(
                 "a preview is left for the sweep", extra={"preview_id": str(p.id)}, exc_info=True
@@ -180,7 +181,7 @@ def _input(p: Preview) -> dict[str, Any]:
     return prediction_input(p.prompt, p.seed, p.lora_scale)
 
 
-def run_picture(p: Preview, deps: Deps) -> Preview:
+def run_picture(p: Preview, deps: Deps, *, notify: bool = True) -> Preview:
     """Take a pending picture one step further: create (or adopt) its prediction, follow it,
     cancel it past its bound, copy its output. Safe to run again at any point."""
     now = _now()
@@ -196,10 +197,14 @@ def run_picture(p: Preview, deps: Deps) -> Preview:
         if taken is None:
             return deps.previews.get(p.id) or p
         if p.claimed_at is not None:
-            # An earlier attempt got as far as its create, perhaps further: adopt what it made.
+            # An earlier attempt may have got as far as its create: adopt what it made (nothing
+            # of this picture can be older than its row).
             prediction = deps.predictor.find_prediction(
-                p.model_version, _input(p), p.claimed_at - CLOCK_SKEW
+                p.model_version, _input(p), p.created_at - CLOCK_SKEW
             )
+            if prediction is None and hung(p, now, s.preview_timeout_seconds, since=p.created_at):
+                # Tried for the whole bound and never made: give up (one found is still adopted).
+                return _fail(p, PreviewFailure.PREDICTION_FAILED, None, deps, notify)
         if prediction is None:
             prediction = deps.predictor.create_prediction(
                 p.model_version,
@@ -222,16 +227,16 @@ def run_picture(p: Preview, deps: Deps) -> Preview:
     else:
         prediction = deps.predictor.get_prediction(p.prediction_id)
         if prediction is None:
-            return _fail(p, PreviewFailure.PREDICTION_FAILED, None, deps)
+            return _fail(p, PreviewFailure.PREDICTION_FAILED, None, deps, notify)
     if not prediction.is_terminal:
         if hung(p, now, s.preview_timeout_seconds):
             canceled = deps.predictor.cancel_prediction(prediction.id)
             if canceled is None or not canceled.is_terminal or canceled.status != "succeeded":
-                return _fail(p, PreviewFailure.TIMED_OUT, canceled, deps)
+                return _fail(p, PreviewFailure.TIMED_OUT, canceled, deps, notify)
             prediction = canceled  # it finished first
         else:
             return p
-    return settle_picture(p, prediction, deps)
+    return settle_picture(p, prediction, deps, notify=notify)
 
 
 def _cost(prediction: PredictionInfo | None, settings: Settings) -> dict[str, Any]:
@@ -245,7 +250,11 @@ def _cost(prediction: PredictionInfo | None, settings: Settings) -> dict[str, An
 
 
 def _fail(
-    p: Preview, code: PreviewFailure, prediction: PredictionInfo | None, deps: Deps
+    p: Preview,
+    code: PreviewFailure,
+    prediction: PredictionInfo | None,
+    deps: Deps,
+    notify: bool = True,
 ) -> Preview:
     changes = {
         "status": PreviewStatus.FAILED,
@@ -266,26 +275,31 @@ def _fail(
         },
     )
     done = deps.previews.update(p.id, changes)
-    return _after_settled(done, deps) if done is not None else (deps.previews.get(p.id) or p)
+    if done is None:
+        return deps.previews.get(p.id) or p
+    return _after_settled(done, deps) if notify else done
 
 
-def settle_picture(p: Preview, prediction: PredictionInfo, deps: Deps) -> Preview:
-    """A finished prediction: its output copied into the bucket, or the picture failed."""
+def settle_picture(
+    p: Preview, prediction: PredictionInfo, deps: Deps, *, notify: bool = True
+) -> Preview:
+    """A finished prediction: its output copied into the bucket, or the picture failed; with
+    `notify`, the notice goes once the picture was its set's last."""
     if prediction.status != "succeeded":
-        return _fail(p, failure_of(prediction), prediction, deps)
+        return _fail(p, failure_of(prediction), prediction, deps, notify)
     url = prediction.output_url
     if url is None:
-        return _fail(p, PreviewFailure.PREDICTION_FAILED, prediction, deps)
+        return _fail(p, PreviewFailure.PREDICTION_FAILED, prediction, deps, notify)
     try:
         data = deps.predictor.fetch_output(url)
     except (UpstreamError, AppError):
         ended = prediction.completed_at or p.prediction_created_at
         if ended is not None and _now() - ended > OUTPUT_LIFETIME:
-            return _fail(p, PreviewFailure.OUTPUT_LOST, prediction, deps)
+            return _fail(p, PreviewFailure.OUTPUT_LOST, prediction, deps, notify)
         raise  # the sweep copies it later
     content_type = sniff_image(data)
     if content_type is None:
-        return _fail(p, PreviewFailure.PREDICTION_FAILED, prediction, deps)
+        return _fail(p, PreviewFailure.PREDICTION_FAILED, prediction, deps, notify)
     path = preview_path(p, content_type)
     deps.photos.put(path, data, content_type)
     done = deps.previews.update(
@@ -303,7 +317,7 @@ def settle_picture(p: Preview, prediction: PredictionInfo, deps: Deps) -> Previe
         if current is None or current.deleted_at is not None or current.storage_path != path:
             remove_quietly(deps.photos, [path])  # deleted meanwhile: leave nothing behind
         return current or p
-    return _after_settled(done, deps)
+    return _after_settled(done, deps) if notify else done
 
 
 def _after_settled(p: Preview, deps: Deps) -> Preview:

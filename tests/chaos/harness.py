@@ -54,6 +54,7 @@ from shared.plumbing.deadline import Deadline
 from shared.plumbing.settings import Settings, settings_from_env
 from shared.services.deps import Deps
 from shared.services.intake import normalise_all
+from shared.services.previews import sweep_previews
 from shared.services.start import start_training
 from shared.services.status import get_status
 from shared.services.sweep import sweep_all
@@ -129,6 +130,15 @@ class ChaosReport:
     max_in_flight: int = 0  # the most jobs in `training` at once, as the observer saw them
     max_trainings_running: int = 0  # the most trainings running at once, as Replicate saw them
     observations: int = 0
+    # Previews: every completed version's set, through the same weather plus crashing sweeps.
+    previews_expected: int = 0
+    previews_ready: int = 0
+    previews_failed: int = 0
+    previews_lost: int = 0  # a completed version short of its set, a picture never final, a
+    # ready one whose object is not in Storage
+    predictions_created: int = 0
+    duplicate_predictions: int = 0  # predictions beyond one per picture, or of no picture
+    preview_crashes: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -383,6 +393,7 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
             _until_final(parts, crashes, options, pool, retrained, observer, report)
             owners.update(retrained)
             _flip_versions(parts, stack.pg.dsn(), pool, owners, report)
+            _until_previews_settled(parts, stack.pg.dsn(), options, owners, report)
     finally:
         observer.stop()
         emulator.faults.clear()
@@ -407,6 +418,7 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
             f" {report.max_trainings_running} trainings running at Replicate"
         )
     _verify(emulator, stack.pg.dsn(), owners, observer, report)
+    _verify_previews(emulator, stack.pg.dsn(), parts.settings.preview_count, owners, report)
     report.seconds = time.monotonic() - began
     return report
 
@@ -627,6 +639,107 @@ def _verify_twins(
             report.problems.append(f"twin {twin_id}: active version is {status}")
     if report.lost_versions:
         report.problems.append(f"{report.lost_versions} versions answered but not in the database")
+
+
+def _unsettled_previews(dsn: str, owners: dict[uuid.UUID, uuid.UUID]) -> int:
+    """Completed versions without their set, and pictures not final."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        row = db.execute(
+            "select (select count(*) from ai_training_jobs where id = any(%s)"
+            "   and status = 'completed' and previews_requested_at is null)"
+            " + (select count(*) from twin_previews where job_id = any(%s) and status = 'pending')",
+            (list(owners), list(owners)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _until_previews_settled(
+    parts: Components,
+    dsn: str,
+    options: ChaosOptions,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    """The sweep's previews task as the schedule runs it, half of the first few dying at a
+    random step, until every completed version's previews are final."""
+    rng = random.Random(options.seed + 7)
+    give_up = time.monotonic() + options.give_up_seconds
+    while time.monotonic() < give_up:
+        if _unsettled_previews(dsn, owners) == 0:
+            return
+        deadline = Deadline(options.invocation_seconds)
+        if report.preview_crashes < options.jobs // 5 and rng.random() < options.crash_rate:
+            invocation = Boundaries(rng.randrange(60))
+            try:
+                sweep_previews(invocation.deps(parts.deps()), deadline)
+            except Crash:
+                report.preview_crashes += 1
+        else:
+            sweep_previews(parts.deps(), deadline)
+        time.sleep(options.tick_seconds)
+    report.problems.append(f"previews not final after {options.give_up_seconds:g} s")
+
+
+def _verify_previews(
+    emulator: ReplicateEmulator,
+    dsn: str,
+    count: int,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    state = emulator.state
+    with state.lock:
+        by_picture = Counter(
+            parse_qs(urlsplit(r.webhook or "").query).get("previewId", [None])[0]
+            for r in state.predictions.values()
+        )
+    report.predictions_created = sum(by_picture.values())
+    report.duplicate_predictions = by_picture.get(None, 0) + sum(
+        n - 1 for picture, n in by_picture.items() if picture is not None and n > 1
+    )
+    if report.duplicate_predictions:
+        report.problems.append(f"{report.duplicate_predictions} predictions beyond one a picture")
+    with psycopg.connect(dsn, autocommit=True) as db:
+        completed = [
+            r[0]
+            for r in db.execute(
+                "select id from ai_training_jobs where id = any(%s) and status = 'completed'",
+                (list(owners),),
+            ).fetchall()
+        ]
+        pictures = db.execute(
+            "select p.job_id, p.status, p.prediction_id, p.storage_path,"
+            " exists (select 1 from storage.objects o where o.bucket_id = 'training-photos'"
+            "         and o.name = p.storage_path)"
+            " from twin_previews p where p.job_id = any(%s) and p.kind = 'completion'",
+            (completed,),
+        ).fetchall()
+    report.previews_expected = len(completed) * count
+    per_job = Counter(r[0] for r in pictures)
+    short = sum(max(0, count - per_job.get(job, 0)) for job in completed)
+    pending = sum(r[1] == "pending" for r in pictures)
+    unstored = sum(r[1] == "ready" and not r[4] for r in pictures)
+    report.previews_ready = sum(r[1] == "ready" for r in pictures)
+    report.previews_failed = sum(r[1] == "failed" for r in pictures)
+    report.previews_lost = short + pending + unstored
+    if report.previews_lost:
+        stuck = Counter(
+            (r[2] is not None, emulator.prediction(r[2])["status"] if r[2] else None)
+            for r in pictures
+            if r[1] == "pending"
+        )
+        report.problems.append(
+            f"previews: {short} missing from their sets, {pending} never final "
+            f"((recorded, Replicate's status): {dict(stuck)}), {unstored} ready without their object"
+        )
+    if len(pictures) > report.previews_expected:
+        report.problems.append(f"{len(pictures) - report.previews_expected} pictures too many")
+    made = {r[2] for r in pictures if r[2]}
+    if report.predictions_created != len(made):
+        report.problems.append(
+            f"{report.predictions_created} predictions, {len(made)} recorded on pictures"
+        )
 
 
 def _trainings_by_job(emulator: ReplicateEmulator) -> dict[str | None, list[dict[str, Any]]]:
