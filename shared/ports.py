@@ -75,6 +75,11 @@ class JobStore(Protocol):
         """Trainings that ended after `finished_after` whose notice is not sent, oldest first."""
         ...
 
+    def list_without_previews(self, completed_after: datetime, limit: int) -> list[Job]:
+        """Completed jobs since `completed_after` whose preview set was never made (its maker
+        died first), oldest first; jobs being deleted are left out."""
+        ...
+
     def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
         """Jobs with something left to remove: an unfinished deletion, a final job's zip on
         Replicate, a final job's photos kept past `retention_cutoff`."""

@@ -206,6 +206,21 @@ class InMemoryJobStore:
 
         return [job for job in jobs if owes(job)][:limit]
 
+    def list_without_previews(self, completed_after: datetime, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values()]
+        due = [
+            j
+            for j in jobs
+            if j.status is JobStatus.COMPLETED
+            and j.previews_requested_at is None
+            and j.deletion_requested_at is None
+            and j.completed_at is not None
+            and j.completed_at >= completed_after
+        ]
+        due.sort(key=lambda j: j.completed_at or completed_after)
+        return due[:limit]
+
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         with self.lock:
             jobs = [Job.model_validate(r) for r in self.rows.values()]

@@ -77,8 +77,10 @@ def _preview_links(job: Job, deps: Deps, now: datetime) -> tuple[str, ...] | Non
     may_wait = waited < timedelta(seconds=s.preview_notice_wait_seconds)
     try:
         pictures = [p for p in deps.previews.for_jobs([job.id]) if p.kind is PreviewKind.COMPLETION]
-        # None requested (off when it completed, or its observer died first): nothing to wait for.
-        coming = any(p.status is PreviewStatus.PENDING for p in pictures)
+        # A set not made yet (its maker died first) is made by the sweep's previews task.
+        coming = job.previews_requested_at is None or any(
+            p.status is PreviewStatus.PENDING for p in pictures
+        )
         if coming and may_wait:
             return None
         paths = [p.storage_path for p in pictures if p.storage_path]

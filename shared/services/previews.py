@@ -431,12 +431,11 @@ def sweep_previews(deps: Deps, deadline: Deadline) -> PreviewReport:
     report = PreviewReport()
     if deps.settings.preview_count:
         since = _now() - NOTICE_RETRY_WINDOW
-        for job in deps.jobs.list_unnotified(since, PREVIEW_BATCH):
+        for job in deps.jobs.list_without_previews(since, PREVIEW_BATCH):
             if deadline.expired():
                 break
-            if job.status is JobStatus.COMPLETED and job.previews_requested_at is None:
-                start_completion_previews(job, deps)
-                report.sets_started += 1
+            start_completion_previews(job, deps)
+            report.sets_started += 1
     pending = deps.previews.list_unfinished(PREVIEW_BATCH)
     outcomes = for_each_job(
         pending,

@@ -5,6 +5,9 @@
 -- the day's training spend.
 
 alter table public.ai_training_jobs add column previews_requested_at timestamptz;
+-- The sweep's look for completed versions whose set was never made (its maker died first).
+create index ai_training_jobs_previews_due on public.ai_training_jobs (completed_at)
+  where status = 'completed' and previews_requested_at is null and deletion_requested_at is null;
 
 create table public.twin_previews (
   id uuid primary key,

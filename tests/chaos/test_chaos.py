@@ -77,7 +77,7 @@ def test_fifty_jobs_survive_faults_crashes_and_duplicate_starts(chaos_stack: Loc
     options = ChaosOptions()
     report = run_chaos(chaos_stack, options)
     print(report.figures(), report.crash_points)  # with -s; the bigger run: `python -m bench.chaos`
-    assert report.problems == []
+    assert report.problems == [], report.problems
     assert report.jobs == options.jobs and report.lost == 0
     # Every completed twin got exactly one retrain, however many requests asked at once.
     first_wave_completed = options.jobs - options.failing_trainings

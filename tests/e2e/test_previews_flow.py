@@ -231,3 +231,26 @@ def test_deleting_a_version_removes_its_previews(
     wait_for(lambda: objects(folder) == 0, timeout=20)
     assert httpx.get(url).status_code in (400, 404)
     assert objects(f"{user.id}/previews/{v2['jobId']}") == 4
+
+
+def test_previews_refused_before_a_version_is_ready_when_off_or_without_webhooks(
+    stack: LocalStack,
+    http: httpx.Client,
+    user: User,
+    function_settings: Callable[..., None],
+):
+    job_id, _ = start(stack, http, user)
+    twin_id = status(stack, http, user, job_id)["twinId"]
+    path = stack.url(STATUS) + f"twins/{twin_id}/previews"
+    early = http.post(path, headers=user.headers, json={})
+    assert early.status_code == 409 and early.json()["error"]["code"] == "no_active_version"
+    function_settings(PREVIEWS_PER_DAY="0")
+    off = http.post(path, headers=user.headers, json={})
+    assert off.status_code == 409 and off.json()["error"]["code"] == "previews_off"
+    function_settings(REPLICATE_WEBHOOK_SECRET="")
+    hook = http.post(
+        stack.url(STATUS) + "webhooks/replicate/previews",
+        params={"previewId": "5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b"},
+        content=b"{}",
+    )
+    assert hook.status_code == 503 and hook.json()["error"]["code"] == "webhooks_disabled"

@@ -158,12 +158,13 @@ def test_an_upload_for_another_user_id_is_403_and_stores_nothing(
     claimed: str,
 ):
     user_id = {"owner": scene.owner.id, "random": str(uuid.uuid4()), "not-a-uuid": "admin"}[claimed]
-    assert stack.gateway is not None
+    gateway = stack.gateway
+    assert gateway is not None
     folders = [f"/storage/v1/object/training-photos/{who}/" for who in (user_id, scene.stranger.id)]
 
     def stored_count() -> int:
         # Only the two folders: another test's completion may meanwhile store its previews.
-        return sum(stack.gateway.counters.count("POST", f) for f in folders)  # type: ignore[union-attr]
+        return sum(gateway.counters.count("POST", f) for f in folders)
 
     stored = stored_count()
     with untouched(scene.owner, scene.stranger):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 import uuid
 
 import httpx
@@ -84,6 +85,20 @@ def test_another_prediction_is_409_and_an_unknown_preview_404(
     )
     missing = deliver(http, stack, {"previewId": str(uuid.uuid4())}, content, headers)
     assert error_of(missing) == (404, "preview_not_found")
+    assert all_previews(db, [owner]) == before
+
+
+def test_a_replayed_delivery_is_401(
+    stack: LocalStack, http: httpx.Client, db: psycopg.Connection, picture: tuple[str, str]
+):
+    pid, owner = picture
+    content = body("pred_genuine")
+    old = webhook_headers(stack.webhook_secret, content, timestamp=int(time.time()) - 3600)
+    before = all_previews(db, [owner])
+    assert error_of(deliver(http, stack, {"previewId": pid}, content, old)) == (
+        401,
+        "stale_webhook",
+    )
     assert all_previews(db, [owner]) == before
 
 

@@ -210,7 +210,7 @@ def test_an_auth_error_is_an_upstream_error_not_a_crash():
 def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
     twins = store.twins or InMemoryTwinStore(store)
     return Deps(
-        make_settings(),
+        make_settings(preview_count=0),  # the notice with previews: tests/unit/test_previews.py
         store,
         twins,
         InMemoryPhotoStore(),
