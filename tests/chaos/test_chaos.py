@@ -98,4 +98,3 @@ def test_fifty_jobs_survive_faults_crashes_and_duplicate_starts(chaos_stack: Loc
     assert report.previews_lost == 0 and report.duplicate_predictions == 0
     assert report.previews_ready + report.previews_failed == report.previews_expected
     assert report.predictions_created >= report.previews_ready
-    assert report.preview_crashes > 0
