@@ -161,7 +161,7 @@ def main() -> None:
         "drain_ratio": round(drained / ideal, 3),
         "every_first_before_any_second": fair,
     }
-    record("burst_500" if args.jobs == 500 else f"burst_{args.jobs}", figures)
+    record("burst", figures)
     table("launch-day burst through the training queue", [(k, str(v)) for k, v in figures.items()])
 
 
