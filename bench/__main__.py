@@ -76,9 +76,9 @@ NOTES = {
         "without it), `refresh_positions_ms_at_10k`: the sweep rewriting every place, "
         "`stats_ms_at_10k`: the metrics query. Goal: admission at most 10 ms."
     ),
-    "burst": (
-        "`bench.burst`: launch day, start calls from many owners (two twins each) within "
-        "`burst_seconds`, through the real handlers and the emulator's webhooks, under a cap. "
+    "burst_500": (
+        "`bench.burst`: launch day, 500 start calls from 250 owners (two twins each) sent "
+        "over `starts_sent_over_seconds` (`burst_seconds`: until the last was answered), through the real handlers and the emulator's webhooks, under a cap. "
         "Goals: `max_in_flight` (sampled from the database every 50 ms) and "
         "`max_in_flight_replicate` (the emulator's count) never above `cap`, "
         "`trainings_created` = `jobs`, `drain_ratio` (drain time over ceil(jobs/cap) x the "
