@@ -54,6 +54,11 @@ class FailureCode(enum.StrEnum):
         "photos_missing",
         "Its photos were gone from storage when the training started.",
     )
+    PHOTOS_CHANGED = (
+        "photos_changed",
+        "A stored photo was not the one checked at upload (changed, swapped or not a JPEG) "
+        "when the training started; nothing was sent to Replicate.",
+    )
     NOT_STARTED = "not_started", "Replicate could not be asked to start the training in time."
     TRAINING_FAILED = "training_failed", "The training failed or was canceled on Replicate."
     TRAINING_LOST = "training_lost", "Replicate no longer knows the training."
@@ -123,6 +128,9 @@ class Job(BaseModel):
     error_message: str | None = None
     failure_code: FailureCode | None = None  # set with every move to failed, never otherwise
     photo_urls: list[str] = Field(default_factory=list)
+    # SHA-256 (hex) of each stored NN.jpg, in photo_urls' order, recorded when it was stored;
+    # None for jobs stored before checksums were recorded (start then checks only for JPEG).
+    photo_checksums: list[str] | None = None
     customization_data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     completed_at: datetime | None = None

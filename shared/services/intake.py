@@ -18,6 +18,7 @@ from shared.errors import AppError, ErrorCode
 from shared.photos.rules import (
     PHOTO_CONTENT_TYPE,
     PhotoLimits,
+    photo_checksum,
     photo_label,
 )
 from shared.plumbing.settings import Settings
@@ -124,6 +125,11 @@ def store_photos(
         remove_quietly(photos, paths)
         raise
     return paths
+
+
+def photo_checksums(jpegs: list[bytes]) -> list[str]:
+    """What start checks each stored photo against (`Job.photo_checksums`)."""
+    return [photo_checksum(jpeg) for jpeg in jpegs]
 
 
 def new_job_row(
