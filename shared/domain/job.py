@@ -180,9 +180,42 @@ def validate_furrsona_name(raw: object, *, field: str = "fursonaName") -> str:
             ErrorCode.INVALID_FIELD,
             f"{field} is {len(name)} characters long; use at most {MAX_NAME_LENGTH}.",
         )
-    if any(ord(ch) < 32 for ch in name):
-        raise AppError(ErrorCode.INVALID_FIELD, f"{field} may not contain control characters.")
+    problem = name_problem(name)
+    if problem is not None:
+        raise AppError(ErrorCode.INVALID_FIELD, f"{field} {problem}.")
     return name
+
+
+# Characters that reorder the text around them (embeddings, overrides, isolates, marks): a name
+# holding one can show as something else than it is ("Ember\u202egpj.exe").
+BIDI_CONTROLS = frozenset(
+    map(chr, (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+)
+# Letters that show as nothing (Unicode's default-ignorable or blank letters).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def name_problem(name: str) -> str | None:
+    """What makes `name` unfit to show a person, or None: a control, surrogate or
+    bidirectional-control character, or nothing visible at all (only spaces, zero-width or
+    format characters, blank letters). Emoji sequences (ZWJ), combining marks and every
+    script stay welcome."""
+    import unicodedata
+
+    visible = False
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return "may not contain control characters"
+        if category == "Cs":
+            return "may not contain unpaired surrogates (not Unicode text)"
+        if ch in BIDI_CONTROLS:
+            return "may not contain characters that reverse or reorder the text"
+        if category[0] in "LNPS" and ch not in _BLANK_LETTERS:
+            visible = True
+    if not visible:
+        return "must contain at least one visible character"
+    return None
 
 
 def poll_after_seconds(job: Job, refresh_seconds: float, now: datetime) -> int | None:
