@@ -23,6 +23,7 @@ BENCHMARKS = [
     "webhook_latency",
     "eta",
     "chaos",
+    "fuzz",
 ]
 
 
