@@ -219,6 +219,7 @@ export interface components {
          *     - `photos_refused`: A photo was refused at complete and could not be cleaned up.
          *     - `photos_missing`: Its photos were gone from storage when the training started.
          *     - `photos_changed`: A stored photo was not the one checked at upload (changed, swapped or not a JPEG) when the training started; nothing was sent to Replicate.
+         *     - `never_started`: Its photos were uploaded but it was not started within `UNSTARTED_JOB_EXPIRY_HOURS`; its photos were removed.
          *     - `not_started`: Replicate could not be asked to start the training in time.
          *     - `training_failed`: The training failed or was canceled on Replicate.
          *     - `training_lost`: Replicate no longer knows the training.
@@ -226,7 +227,7 @@ export interface components {
          *     - `queue_expired`: It waited in line longer than `QUEUE_MAX_WAIT_HOURS` and was never started.
          * @enum {string}
          */
-        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "photos_changed" | "not_started" | "training_failed" | "training_lost" | "stalled" | "queue_expired";
+        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "photos_changed" | "never_started" | "not_started" | "training_failed" | "training_lost" | "stalled" | "queue_expired";
         /**
          * HeldBy
          * @description What keeps a queued job waiting (`queue.heldBy` in the status answer).

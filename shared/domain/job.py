@@ -59,6 +59,11 @@ class FailureCode(enum.StrEnum):
         "A stored photo was not the one checked at upload (changed, swapped or not a JPEG) "
         "when the training started; nothing was sent to Replicate.",
     )
+    NEVER_STARTED = (
+        "never_started",
+        "Its photos were uploaded but it was not started within `UNSTARTED_JOB_EXPIRY_HOURS`; "
+        "its photos were removed.",
+    )
     NOT_STARTED = "not_started", "Replicate could not be asked to start the training in time."
     TRAINING_FAILED = "training_failed", "The training failed or was canceled on Replicate."
     TRAINING_LOST = "training_lost", "Replicate no longer knows the training."
@@ -157,6 +162,8 @@ class Job(BaseModel):
     photos_deleted_at: datetime | None = None
     replicate_file_deleted_at: datetime | None = None
     model_version_deleted_at: datetime | None = None
+    # Replicate refused deleting this job's zip or version for good (403/409): not asked again.
+    replicate_deletion_refused_at: datetime | None = None
     progress_changed_at: datetime | None = None  # set by the database when the job moves forward
     # Progress you can see: the phase (the database keeps it in step with the status), the
     # trainer's step, when each phase began, and what this job's estimate expects of each phase.

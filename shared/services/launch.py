@@ -50,6 +50,7 @@ from shared.plumbing.observability import (
 )
 from shared.plumbing.settings import Settings
 from shared.ports import ObjectMissing
+from shared.services.common import job_not_found
 from shared.services.deps import Deps
 
 logger = Logger(child=True)
@@ -155,7 +156,9 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         )
     except ClaimLost:
         current = deps.jobs.get(job.id)
-        assert current is not None
+        if current is None:
+            # The row is gone (its owner deleted their account): nothing may start for it.
+            raise job_not_found() from None
         return current
 
 
