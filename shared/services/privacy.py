@@ -69,6 +69,7 @@ ANONYMISED: dict[str, Any] = {
     "furrsona_name": DELETED_NAME,
     "customization_data": {},
     "photo_urls": [],
+    "photo_checksums": None,
     "estimated_completion": None,
 }
 
