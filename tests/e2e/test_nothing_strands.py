@@ -52,16 +52,13 @@ def superseded(
         started = start(stack, http, user, made.json()["jobId"])
         assert started.status_code == 202, started.text
         emulator.finish_now(started.json()["trainingId"], outcome="succeeded")
-        job_id = made.json()["jobId"]
-        jobs.append(
-            wait_for(
-                lambda job_id=job_id: (
-                    body
-                    if (body := status(stack, http, user, job_id).json())["status"] == "completed"
-                    else None
-                )
-            )
-        )
+        job_id: str = made.json()["jobId"]
+
+        def completed(job_id: str = job_id) -> dict | None:
+            body = status(stack, http, user, job_id).json()
+            return body if body["status"] == "completed" else None
+
+        jobs.append(wait_for(completed))
     return dict(jobs[0])
 
 

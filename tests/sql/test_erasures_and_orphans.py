@@ -93,10 +93,8 @@ def test_only_the_backend_sees_erasures_and_the_orphan_query(
         with pytest.raises(APIError):  # no grant at all: not even an empty answer
             client.table("account_erasures").select("*").execute()
         with pytest.raises(APIError):
-            client.rpc(
-                "orphan_photo_objects",
-                {"p_older_than": datetime.now(UTC).isoformat(), "p_limit": 5},
-            ).execute()
+            params = {"p_older_than": datetime.now(UTC).isoformat(), "p_limit": "5"}
+            client.rpc("orphan_photo_objects", params).execute()
 
 
 def test_orphan_objects_are_those_no_live_job_row_knows(
