@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from devstack.function_urls import FunctionUrls
 from devstack.replicate_emulator import ReplicateEmulator
@@ -24,14 +23,6 @@ from tests.e2e.test_privacy import (
     replicate_client,
     started_job,
 )
-
-
-@pytest.fixture
-def slow_training(emulator: ReplicateEmulator):
-    before = emulator.train_seconds
-    emulator.train_seconds = 300
-    yield
-    emulator.train_seconds = before
 
 
 def db(stack: LocalStack) -> psycopg.Connection:
@@ -68,11 +59,11 @@ def test_deleting_an_account_mid_training_and_after_completion_leaves_nothing(
     done = completed_job(stack, http, user, emulator)
     model, version_id = done["modelVersion"].split(":")
     version_path = f"/v1/models/{model}/versions/{version_id}"
-    emulator.train_seconds = 300
+    before, emulator.train_seconds = emulator.train_seconds, 300
     try:
         running_id, training_id = started_job(stack, http, user)  # a second twin, training
     finally:
-        emulator.train_seconds = 1.0
+        emulator.train_seconds = before
     photos = [make_photo(600, 600, seed=800 + i) for i in range(3)]
     declared = [
         {"filename": f"p{i}.jpg", "contentType": "image/jpeg", "size": len(p)}
