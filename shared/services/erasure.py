@@ -59,8 +59,11 @@ def erase(erasure: AccountErasure, deps: Deps, now: datetime) -> bool:
         **{k: v for k, v in (erasure.summary or {}).items() if k in _Tally.__annotations__}
     )
     settled = True
+    left: list[ErasedJob] = []  # what the next pass still has to look at
     for entry in erasure.jobs:
-        settled = _erase_job(entry, deps, now, counts) and settled
+        done, entry = _erase_job(entry, deps, now, counts)
+        settled = done and settled
+        left.append(entry)
     if erasure.storage_prefix:
         folder = erasure.storage_prefix.rstrip("/")
         names = deps.photos.list_names(folder)
@@ -76,12 +79,22 @@ def erase(erasure: AccountErasure, deps: Deps, now: datetime) -> bool:
     else:
         deps.jobs.update_erasure(
             erasure.id,
-            {"attempts": erasure.attempts + 1, "last_attempt_at": now, "summary": summary},
+            {
+                "attempts": erasure.attempts + 1,
+                "last_attempt_at": now,
+                "summary": summary,
+                "jobs": [entry.model_dump(mode="json") for entry in left],
+            },
         )
     return settled
 
 
-def _erase_job(entry: ErasedJob, deps: Deps, now: datetime, counts: _Tally) -> bool:
+def _erase_job(
+    entry: ErasedJob, deps: Deps, now: datetime, counts: _Tally
+) -> tuple[bool, ErasedJob]:
+    """Stop the job's training, delete its zip and version; whether nothing of it can still
+    appear, and the entry without what is gone now (so a next pass neither repeats nor
+    recounts it)."""
     training = _training_of(entry, deps)
     settled = True
     if training is not None and not training.is_terminal:
@@ -97,11 +110,18 @@ def _erase_job(entry: ErasedJob, deps: Deps, now: datetime, counts: _Tally) -> b
     version = entry.model_version
     if version is None and training is not None and training.status == "succeeded":
         version = training.model_version  # it finished before the cancel reached it
-    if entry.file_id and _refusable(lambda: deps.trainer.delete_file(entry.file_id or ""), counts):
-        counts.files_deleted += 1
+    gone: dict[str, Any] = {}
+    if training is not None and training.is_terminal:
+        gone["training_id"] = training.id  # found by its zip: no need to look again
+    # Deleted, or refused for good (counted and alarmed): either way never asked again.
+    if entry.file_id:
+        if _refusable(lambda: deps.trainer.delete_file(entry.file_id or ""), counts):
+            counts.files_deleted += 1
+        gone["file_id"] = None
     if version and _refusable(lambda: deps.trainer.delete_model_version(version), counts):
         counts.versions_deleted += 1
-    return settled
+    gone["model_version"] = None
+    return settled, entry.model_copy(update=gone)
 
 
 def _training_of(entry: ErasedJob, deps: Deps) -> TrainingInfo | None:

@@ -167,3 +167,22 @@ def test_a_deletion_replicate_refuses_for_good_is_alarmed_not_retried(deps):
     assert deleted.deleted_at is not None
     due = deps.jobs.list_cleanup_due(datetime.now(UTC), 100)
     assert job.id not in {j.id for j in due}
+
+
+def test_an_erasure_replicate_refuses_is_counted_once_and_not_retried(deps):
+    jobs, trainer = fakes(deps)
+    owner = uuid.uuid4()
+    job = training_job(deps, owner)
+    jobs.rows[job.id]["replicate_training_id"] = None  # a start cut short: the erasure waits
+    trainer.trainings.clear()
+    trainer.refuse_deletions_with = 403
+    jobs.delete_account(owner)
+    assert sweep_account_erasures(deps, Deadline(30)).waiting == 1
+    (erasure,) = jobs.erasures.values()
+    assert erasure["summary"]["deletions_refused"] == 1
+    assert erasure["jobs"][0]["file_id"] is None  # not asked again
+    for entry in erasure["jobs"]:
+        entry["claimed_at"] = entry["last_checked_at"] = datetime.now(UTC) - timedelta(hours=1)
+    assert sweep_account_erasures(deps, Deadline(30)).finished == 1
+    (erasure,) = jobs.erasures.values()
+    assert erasure["summary"]["deletions_refused"] == 1 and erasure["user_id"] is None
