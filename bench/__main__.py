@@ -51,6 +51,12 @@ NOTES = {
         "over the jobs after the warm-up (`_p90`: their 90th percentile); `legacy_*`: the "
         "estimate before issue 18 on the same reads. Goal at 50 %: within 0.15."
     ),
+    "fuzz": (
+        "`bench.fuzz`: every route driven by Hypothesis (tests/security/fuzz.py) with generated "
+        "bodies, headers, query strings, path segments, tokens and webhook signatures through the "
+        "real handlers on the local stack; `answers_5xx` and `routes_failed` (a 5xx, an error "
+        "outside the envelope, or something left behind by a refusal) must be 0."
+    ),
     "status": (
         "`bench.eta`: `history_bytes`, the largest status answer with `?history=1` over one "
         "6000-step training on the local stack (200 points). Goal: under 8192."
