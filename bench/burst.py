@@ -149,7 +149,8 @@ def main() -> None:
         "owners": args.owners,
         "cap": args.cap,
         "start_answers_202": answers.count(202),
-        "burst_seconds": round(burst_seconds, 1),
+        "starts_sent_over_seconds": args.burst_seconds,
+        "burst_seconds": round(burst_seconds, 1),  # until the last start call was answered
         "max_in_flight": sampler.max_in_flight,
         "max_in_flight_replicate": stats["max_trainings_in_flight"],
         "in_flight_samples": sampler.samples,
@@ -161,7 +162,7 @@ def main() -> None:
         "drain_ratio": round(drained / ideal, 3),
         "every_first_before_any_second": fair,
     }
-    record("burst_500" if args.jobs == 500 else f"burst_{args.jobs}", figures)
+    record(f"burst_{args.jobs}", figures)  # burst_500: the key issue 17 names
     table("launch-day burst through the training queue", [(k, str(v)) for k, v in figures.items()])
 
 

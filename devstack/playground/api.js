@@ -89,19 +89,18 @@ export function createApi(config) {
       return body;
     },
 
-    /** POST /uploads: a job in "uploading" and one signed upload target per photo. */
-    async createUploads(session, fursonaName, files) {
+    /**
+     * POST /uploads: a job in "uploading" and one signed upload target per photo. With a twinId
+     * the job is that twin's next version (it keeps the twin's name and customisation).
+     */
+    async createUploads(session, fursonaName, files, { twinId = null } = {}) {
       const photos = files.map((file) => ({
         filename: file.name,
         contentType: file.type || "application/octet-stream",
         size: file.size,
       }));
-      const { body } = await send(under(config.uploadUrl, "uploads"), {
-        method: "POST",
-        headers: bearer(session),
-        body: { fursonaName, customizationData: {}, photos },
-      });
-      return body;
+      const body = twinId ? { twinId, photos } : { fursonaName, customizationData: {}, photos };
+      return (await send(under(config.uploadUrl, "uploads"), { method: "POST", headers: bearer(session), body })).body;
     },
 
     /** PUT one photo straight to Storage at its signed URL; onProgress(sentBytes, totalBytes). */
@@ -157,6 +156,28 @@ export function createApi(config) {
     async cancelTraining(session, jobId) {
       const url = under(config.statusUrl, "cancel");
       return (await send(url, { method: "POST", headers: bearer(session), body: { jobId } })).body;
+    },
+
+    /** GET /twins: {twins: [{twinId, name, activeJobId, activeVersion, versions: [{jobId, version, active, status, phaseText, ...}]}]}. */
+    async listTwins(session) {
+      return (await send(under(config.statusUrl, "twins"), { headers: bearer(session) })).body.twins;
+    },
+
+    /** PUT /twins/{twinId}/active {jobId}: roll back (or forward) to a completed version. */
+    async activateVersion(session, twinId, jobId) {
+      const url = under(config.statusUrl, `twins/${encodeURIComponent(twinId)}/active`);
+      return (await send(url, { method: "PUT", headers: bearer(session), body: { jobId } })).body;
+    },
+
+    /**
+     * POST /twins/{twinId}/previews {style?, requestId}: new pictures of the active version; the
+     * answer is the set ({status, ready, total, pictures: [{status, url, prompt, errorMessage}]}).
+     * The same requestId again (a retry, a double click) answers the same set, counted once.
+     */
+    async requestPreviews(session, twinId, { style = null, requestId = crypto.randomUUID() } = {}) {
+      const url = under(config.statusUrl, `twins/${encodeURIComponent(twinId)}/previews`);
+      const body = style ? { style, requestId } : { requestId };
+      return (await send(url, { method: "POST", headers: bearer(session), body })).body;
     },
 
     /** DELETE ?jobId=: {deleted, deletionRequestedAt, deletedAt}; 202 while the sweep finishes. */

@@ -61,7 +61,7 @@ class Settings(BaseModel):
     upload_window_seconds: int = Field(7200, ge=60)
 
     status_refresh_seconds: float = Field(5.0, ge=0)
-    sweep_concurrency: int = Field(16, ge=1, le=64)
+    sweep_concurrency: int = Field(32, ge=1, le=64)
     training_stale_minutes: float = Field(90.0, gt=0)
     claim_timeout_seconds: float = Field(180.0, gt=0)  # longer than start_ai_training's timeout
     expected_training_seconds: float = Field(600.0, gt=0)

@@ -86,7 +86,8 @@ def admit_and_launch(deps: Deps, limit: int, *, own_job: uuid.UUID | None = None
         if job is None:
             continue
         if job.queued_at is not None and job.admitted_at is not None:
-            record_admitted((job.admitted_at - job.queued_at).total_seconds())
+            # Two clocks (the database's queued_at, the caller's admitted_at): never below 0.
+            record_admitted(max(0.0, (job.admitted_at - job.queued_at).total_seconds()))
         try:
             launched.append(launch(job, entry.claim_token, deps))
         except Exception:

@@ -27,6 +27,7 @@ PHASE_ORDER = ["uploading", "preparing_gpu", "reading_photos", "training", "savi
 SNAPSHOT_JS = """
 const chart = document.getElementById('chart');
 return {
+  jobId: document.getElementById('job-id').textContent,
   status: document.getElementById('status').dataset.status,
   progress: document.getElementById('progress').value,
   points: Number(chart.dataset.points || 0),
@@ -189,3 +190,99 @@ def test_cancel_from_the_page(
     assert (status, error) == ("failed", "Canceled by user.")
     assert emulator.training(training_id)["status"] == "canceled"
     save_screenshot(browser, "playground-canceled.png")
+
+
+VERSIONS_JS = """
+return Array.from(document.querySelectorAll('#twin-list .twin'), (twin) => ({
+  twinId: twin.dataset.twinId,
+  title: twin.querySelector('h3').textContent,
+  retrainEnabled: !twin.querySelector('button.retrain').disabled,
+  versions: Array.from(twin.querySelectorAll('tbody tr'), (row) => ({
+    jobId: row.dataset.jobId,
+    version: Number(row.dataset.version),
+    active: row.dataset.active === 'true',
+    status: row.dataset.status,
+    action: row.querySelector('button.activate')?.textContent ?? null,
+  })),
+}));
+"""
+
+
+def twins_shown(browser: WebDriver) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = browser.execute_script(VERSIONS_JS)
+    return result
+
+
+def active_job_of(stack: LocalStack, twin_id: str) -> str:
+    assert stack.pg is not None
+    with psycopg.connect(stack.pg.dsn()) as conn:
+        row = conn.execute("select active_job_id from twins where id = %s", (twin_id,)).fetchone()
+    assert row is not None, f"no twin {twin_id}"
+    return str(row[0])
+
+
+def test_a_second_version_from_the_page_then_roll_back_to_the_first(
+    browser: WebDriver,
+    stack: LocalStack,
+    tmp_path: Path,
+    train_for: Callable[[float], None],
+) -> None:
+    train_for(1.0)
+    open_playground(browser, stack)
+    sign_up(browser)
+    wait(browser).until(lambda d: "No twins yet" in d.find_element(By.ID, "twins-message").text)
+
+    upload_and_start(browser, tmp_path)
+    follow(browser, lambda s: s["status"] == "completed")
+    wait(browser).until(
+        lambda d: [v["active"] for t in twins_shown(d) for v in t["versions"]] == [True]
+    )
+    [twin] = twins_shown(browser)
+    first = twin["versions"][0]["jobId"]
+    assert twin["title"] == "Ember: version 1 active" and twin["retrainEnabled"], twin
+
+    # Train a new version of the same twin: the upload panel says so, and sends its twinId.
+    browser.find_element(
+        By.CSS_SELECTOR, f'[data-twin-id="{twin["twinId"]}"] button.retrain'
+    ).click()
+    assert browser.find_element(By.ID, "retrain-name").text == "Ember"
+    assert not browser.find_element(By.ID, "twin-name").is_displayed()
+    second_folder = tmp_path / "second"
+    second_folder.mkdir()
+    upload_and_start(browser, second_folder, count=3)
+    follow(browser, lambda s: s["jobId"] not in ("", first) and s["status"] == "completed")
+    assert browser.find_element(By.ID, "job-version").text == "2"
+
+    def two_versions(driver: WebDriver) -> bool:
+        shown = twins_shown(driver)
+        return (
+            len(shown) == 1
+            and [v["active"] for v in shown[0]["versions"]]
+            in (
+                [True, False],
+                [False, True],
+            )
+            and any(v["version"] == 2 and v["active"] for v in shown[0]["versions"])
+        )
+
+    wait(browser).until(two_versions)
+    [twin] = twins_shown(browser)
+    by_version = {v["version"]: v for v in twin["versions"]}
+    second = by_version[2]["jobId"]
+    assert active_job_of(stack, twin["twinId"]) == second
+    assert by_version[1]["action"] == "Roll back to this" and by_version[2]["action"] is None
+
+    # Roll back: the database's active version is the first again, and the page shows it.
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{first}"] button.activate').click()
+    wait(browser).until(
+        lambda d: (
+            {v["version"]: v["active"] for v in twins_shown(d)[0]["versions"]}
+            == {1: True, 2: False}
+        )
+    )
+    assert active_job_of(stack, twin["twinId"]) == first
+    assert "now uses version 1" in browser.find_element(By.ID, "twins-message").text
+    [twin] = twins_shown(browser)
+    assert twin["title"] == "Ember: version 1 active"
+    assert {v["version"]: v["action"] for v in twin["versions"]} == {1: None, 2: "Make active"}
+    save_screenshot(browser, "playground-versions.png")
