@@ -26,6 +26,7 @@ BENCHMARKS: list[str | tuple[str, ...]] = [
     "webhook_latency",
     "eta",
     "chaos",
+    "fuzz",
 ]
 
 
@@ -54,6 +55,12 @@ NOTES = {
         "`error_at_Npct`: |estimatedCompletion - real end| / time left at N % of the way, median "
         "over the jobs after the warm-up (`_p90`: their 90th percentile); `legacy_*`: the "
         "estimate before issue 18 on the same reads. Goal at 50 %: within 0.15."
+    ),
+    "fuzz": (
+        "`bench.fuzz`: every route driven by Hypothesis (tests/security/fuzz.py) with generated "
+        "bodies, headers, query strings, path segments, tokens and webhook signatures through the "
+        "real handlers on the local stack; `answers_5xx` and `routes_failed` (a 5xx, an error "
+        "outside the envelope, or something left behind by a refusal) must be 0."
     ),
     "status": (
         "`bench.eta`: `history_bytes`, the largest status answer with `?history=1` over one "

@@ -488,6 +488,13 @@ class Route:
         """The path as Powertools' resolver takes it: `{jobId}` becomes `<job_id>`."""
         return re.sub(r"\{(\w+)\}", lambda m: f"<{to_snake(m.group(1))}>", self.path)
 
+    def matches(self, path: str) -> bool:
+        """Whether a request path is this route's path (any method): `{jobId}` is one segment."""
+        pattern = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(self.path))
+        return re.fullmatch(pattern, path) is not None or (
+            path.endswith("/") and re.fullmatch(pattern, path.rstrip("/") or "/") is not None
+        )
+
 
 ROUTES: list[Route] = []
 
