@@ -21,9 +21,12 @@ up: deps ## Stack in the background; writes .local/stack.env
 down: ## Stop what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "nothing to stop"; fi
 
+# tests/template need a fresh build: template-check runs them. pytest's temp folder is the
+# checkout's own: under the shared /tmp/pytest-of-<user> pytest keeps only the newest three runs,
+# and on a machine running several suites that deleted a live session's Postgres data directory.
 test: deps browser-deps ## Lint, type-check, the whole test suite, then the SAM template checks
 	$(MAKE) lint typecheck
-	$(PY) -m pytest --ignore=tests/template  # those need a fresh build: template-check runs them
+	$(PY) -m pytest --ignore=tests/template --basetemp=.local/pytest-tmp
 	$(MAKE) template-check
 
 template-check: deps

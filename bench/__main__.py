@@ -27,6 +27,7 @@ BENCHMARKS: list[str | tuple[str, ...]] = [
     "previews",
     "eta",
     "chaos",
+    "fuzz",
 ]
 
 
@@ -64,6 +65,12 @@ NOTES = {
         "predictions in the same run; `ratio_to_prediction` the first over the second. Goal: "
         "`completion_to_stored_seconds` at most 1.5 x `prediction_seconds` + "
         "`storage_round_trip_seconds`."
+    ),
+    "fuzz": (
+        "`bench.fuzz`: every route driven by Hypothesis (tests/security/fuzz.py) with generated "
+        "bodies, headers, query strings, path segments, tokens and webhook signatures through the "
+        "real handlers on the local stack; `answers_5xx` and `routes_failed` (a 5xx, an error "
+        "outside the envelope, or something left behind by a refusal) must be 0."
     ),
     "status": (
         "`bench.eta`: `history_bytes`, the largest status answer with `?history=1` over one "

@@ -326,7 +326,7 @@ class VersionResponse(CamelModel):
     model_version: str | None
     error_code: FailureCode | None
     error_message: str | None
-    # Its preview sets: the first pictures, then the owner's requests, newest first.
+    # Its preview sets, newest first (the first pictures are the oldest set).
     previews: list[PreviewSetView] = Field(default_factory=list)
 
     @classmethod
@@ -599,6 +599,13 @@ class Route:
     def rule(self) -> str:
         """The path as Powertools' resolver takes it: `{jobId}` becomes `<job_id>`."""
         return re.sub(r"\{(\w+)\}", lambda m: f"<{to_snake(m.group(1))}>", self.path)
+
+    def matches(self, path: str) -> bool:
+        """Whether a request path is this route's path (any method): `{jobId}` is one segment."""
+        pattern = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(self.path))
+        return re.fullmatch(pattern, path) is not None or (
+            path.endswith("/") and re.fullmatch(pattern, path.rstrip("/") or "/") is not None
+        )
 
 
 ROUTES: list[Route] = []

@@ -73,6 +73,12 @@ class ErrorCode(enum.Enum):
     VERSION_NOT_FOUND = "version_not_found", 404, "Name a jobId from the twin's own versions."
     PREVIEW_NOT_FOUND = "preview_not_found", 404, "Replicate only: the webhook names no preview."
     ROUTE_NOT_FOUND = "route_not_found", 404, "Check the method and path against the API reference."
+    # 405: the path is there, the method is not.
+    METHOD_NOT_ALLOWED = (
+        "method_not_allowed",
+        405,
+        "Use one of the methods the `Allow` header names for this path.",
+    )
     # 409: the job is not in a state where this can happen.
     JOB_STATE_CHANGED = "job_state_changed", 409, "Read the job's status again, then decide."
     JOB_FINISHED = "job_finished", 409, "The job has ended; delete it, or start a new one."

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.domain.erasure import AccountErasure
 from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
@@ -105,6 +106,17 @@ class JobStore(Protocol):
         ...
 
     def delete_progress_points(self, job_id: UUID) -> None: ...
+
+    def orphan_photo_objects(self, older_than: datetime, limit: int) -> list[str]:
+        """Bucket objects created before `older_than` that no job row knows (no row for their
+        `{user}/{job}/` folder, or its photos were removed already), oldest first."""
+        ...
+
+    def list_erasures_due(self, limit: int) -> list[AccountErasure]:
+        """Deleted accounts whose erasure is not finished, oldest first."""
+        ...
+
+    def update_erasure(self, erasure_id: UUID, changes: dict[str, Any]) -> None: ...
 
 
 class TwinStore(Protocol):
@@ -203,6 +215,25 @@ class ObjectMissing(Exception):
     """The object is not in the bucket."""
 
 
+class DeletionRefused(Exception):
+    """Replicate refused a deletion for good (403 or 409): asking again cannot help. The caller
+    stops retrying, and raises the metric and alarm (`ReplicateDeletionsRefused`)."""
+
+    def __init__(self, what: str, status: int):
+        super().__init__(f"Replicate refused deleting {what} ({status})")
+        self.what = what
+        self.status = status
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A zip on Replicate's Files API and the job its metadata names."""
+
+    id: str
+    job_id: str
+    created_at: datetime | None
+
+
 class UploadedFile(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
@@ -228,6 +259,11 @@ class Trainer(Protocol):
     def cancel_training(self, training_id: str) -> TrainingInfo | None: ...
 
     def delete_file(self, file_id: str) -> None: ...
+
+    def list_job_files(self, limit: int) -> list[JobFile]:
+        """Our zips on Replicate's Files API (the ones whose metadata names a job), newest first,
+        at most `limit`."""
+        ...
 
     def delete_model_version(self, model_version: str) -> None:
         """Delete `owner/name:version_id` (a training's `output.version`); one already gone is fine."""

@@ -19,6 +19,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from shared.adapters.postgrest import to_db
+from shared.domain.erasure import AccountErasure
 from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
 from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
@@ -29,7 +30,14 @@ from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueSt
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode
-from shared.ports import JobPosition, ObjectMissing, SignedUpload, UploadedFile
+from shared.ports import (
+    DeletionRefused,
+    JobFile,
+    JobPosition,
+    ObjectMissing,
+    SignedUpload,
+    UploadedFile,
+)
 
 
 def _track_phase(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -62,6 +70,105 @@ class InMemoryJobStore:
         self.history: list[tuple[UUID, str, int]] = []
         self.twins: InMemoryTwinStore | None = None  # set by InMemoryTwinStore(jobs)
         self.points: dict[UUID, dict[int, ProgressPoint]] = {}
+        self.erasures: dict[UUID, dict[str, Any]] = {}
+        self.photo_store: InMemoryPhotoStore | None = None  # storage.objects, for the orphan query
+        self.preview_store: InMemoryPreviewStore | None = None  # set by InMemoryPreviewStore(jobs)
+
+    def orphan_photo_objects(self, older_than: datetime, limit: int) -> list[str]:
+        """Like the database's `orphan_photo_objects`: bucket objects with no job row for their
+        folder (or whose job's photos were removed), created before `older_than`."""
+        if self.photo_store is None:
+            return []
+        with self.lock:
+            live = {
+                (str(r["user_id"]), str(r["id"]))
+                for r in self.rows.values()
+                if r["photos_deleted_at"] is None
+            }
+        pictures = self.preview_store.stored_paths() if self.preview_store else set()
+        store = self.photo_store
+        long_ago = datetime.min.replace(tzinfo=UTC)  # put straight into `objects` by a test
+
+        def created(name: str) -> datetime:
+            return store.created.get(name, long_ago)
+
+        names = [
+            name
+            for name in sorted(store.objects, key=created)
+            if created(name) < older_than
+            and tuple(name.split("/")[:2]) not in live
+            and name not in pictures
+        ]
+        return names[:limit]
+
+    def delete_account(self, user_id: UUID) -> None:
+        """What deleting the auth.users row does: the trigger records the erasure, then the
+        cascade takes the person's jobs (with their points) and twins."""
+        with self.lock:
+            mine = sorted(
+                (r for r in self.rows.values() if r["user_id"] == user_id),
+                key=lambda r: r["created_at"],
+            )
+            entry: dict[str, Any] = {
+                "id": uuid.uuid4(),
+                "user_id": user_id,
+                "storage_prefix": f"{user_id}/",
+                "jobs": [
+                    {
+                        "job_id": r["id"],
+                        "training_id": r["replicate_training_id"],
+                        "file_id": None
+                        if r["replicate_file_deleted_at"]
+                        else r["replicate_file_id"],
+                        "file_url": None
+                        if r["replicate_file_deleted_at"]
+                        else r["replicate_file_url"],
+                        "model_version": None
+                        if r["model_version_deleted_at"]
+                        else r["replicate_model_version"],
+                        "claimed_at": r["claimed_at"],
+                        "last_checked_at": r["last_checked_at"],
+                        "status": str(r["status"]),
+                    }
+                    for r in mine
+                ],
+                "twin_ids": [],
+                "uploads_open_until": max(
+                    (r["upload_expires_at"] for r in mine if r["upload_expires_at"]), default=None
+                ),
+                "requested_at": datetime.now(UTC),
+                "attempts": 0,
+                "last_attempt_at": None,
+                "finished_at": None,
+                "summary": None,
+            }
+            if self.twins is not None:
+                entry["twin_ids"] = [
+                    t["id"] for t in self.twins.rows.values() if t["user_id"] == user_id
+                ]
+                for twin_id in entry["twin_ids"]:
+                    self.twins.rows.pop(twin_id, None)
+            self.erasures[entry["id"]] = entry
+            for r in mine:
+                self.delete(r["id"])
+
+    def list_erasures_due(self, limit: int) -> list[AccountErasure]:
+        with self.lock:
+            due = [e for e in self.erasures.values() if e["finished_at"] is None]
+            due.sort(key=lambda e: e["requested_at"])
+            return [AccountErasure.model_validate(e) for e in due[:limit]]
+
+    def update_erasure(self, erasure_id: UUID, changes: dict[str, Any]) -> None:
+        with self.lock:
+            row = self.erasures.get(erasure_id)
+            if row is None:
+                return
+            merged = {**row, **changes}
+            if merged["finished_at"] is not None:
+                # account_erasures_anonymous_when_finished
+                assert merged["user_id"] is None and merged["storage_prefix"] is None
+                assert merged["jobs"] == [] and merged["twin_ids"] == []
+            self.erasures[erasure_id] = merged
 
     def insert(self, row: dict[str, Any]) -> Job:
         with self.lock:
@@ -200,7 +307,11 @@ class InMemoryJobStore:
                 return job.deleted_at is None
             if not job.status.is_final:
                 return False
-            zip_kept = job.replicate_file_id is not None and job.replicate_file_deleted_at is None
+            zip_kept = (
+                job.replicate_file_id is not None
+                and job.replicate_file_deleted_at is None
+                and job.replicate_deletion_refused_at is None
+            )
             ended = job.completed_at or retention_cutoff
             return zip_kept or (job.photos_deleted_at is None and ended < retention_cutoff)
 
@@ -241,6 +352,8 @@ class InMemoryJobStore:
         with self.lock:
             self.rows.pop(job_id, None)
             self.points.pop(job_id, None)  # on delete cascade
+            if self.preview_store is not None:
+                self.preview_store.cascade({job_id})
 
     def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
         with self.lock:
@@ -536,12 +649,17 @@ class InMemoryPhotoStore:
         self.fail_puts_after: int | None = None
         self.puts = 0
         self.signed: dict[str, str] = {}  # upload token -> path
+        self.created: dict[str, datetime] = {}  # path -> when the object was created
 
     def put(self, path: str, data: bytes, content_type: str) -> None:
         self.puts += 1
         if self.fail_puts_after is not None and self.puts > self.fail_puts_after:
             raise RuntimeError("storage down")
+        self._store(path, data)
+
+    def _store(self, path: str, data: bytes) -> None:
         self.objects[path] = bytes(data)
+        self.created.setdefault(path, datetime.now(UTC))
 
     def get(self, path: str) -> bytes:
         if path not in self.objects:
@@ -554,6 +672,7 @@ class InMemoryPhotoStore:
     def remove(self, paths: list[str]) -> None:
         for path in paths:
             self.objects.pop(path, None)
+            self.created.pop(path, None)
 
     def list_names(self, prefix: str) -> list[str]:
         return sorted(self.sizes(prefix))
@@ -582,7 +701,7 @@ class InMemoryPhotoStore:
 
     def put_signed(self, token: str, data: bytes) -> None:
         """What a browser's PUT to a signed upload URL does."""
-        self.objects[self.signed[token]] = bytes(data)
+        self._store(self.signed[token], data)
 
 
 class RecordingNotifier:
@@ -608,12 +727,17 @@ class FakeTrainer:
         self.lock = threading.Lock()
         self.fail_create_with: Exception | None = None
         self.deleted_versions: list[str] = []
+        self.file_jobs: dict[
+            str, tuple[str, datetime]
+        ] = {}  # file id -> (metadata job_id, created)
+        self.refuse_deletions_with: int | None = None  # 403 / 409: refused for good
 
     def upload_zip(self, fileobj: IO[bytes], filename: str, job_id: str) -> UploadedFile:
         fileobj.seek(0)
         file_id = uuid.uuid4().hex
         with self.lock:
             self.files[file_id] = fileobj.read()
+            self.file_jobs[file_id] = (job_id, datetime.now(UTC))
         return UploadedFile(id=file_id, url=f"https://replicate.test/v1/files/{file_id}")
 
     def ensure_destination(self) -> None:
@@ -655,9 +779,20 @@ class FakeTrainer:
         return training
 
     def delete_file(self, file_id: str) -> None:
+        if self.refuse_deletions_with is not None:
+            raise DeletionRefused(f"file {file_id}", self.refuse_deletions_with)
         self.files.pop(file_id, None)
+        self.file_jobs.pop(file_id, None)
+
+    def list_job_files(self, limit: int) -> list[JobFile]:
+        with self.lock:
+            listed = [JobFile(fid, job, at) for fid, (job, at) in self.file_jobs.items()]
+        listed.sort(key=lambda f: f.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return listed[:limit]
 
     def delete_model_version(self, model_version: str) -> None:
+        if self.refuse_deletions_with is not None:
+            raise DeletionRefused(f"model version {model_version}", self.refuse_deletions_with)
         self.deleted_versions.append(model_version)
 
     def set(self, training_id: str, **fields: Any) -> None:
@@ -675,6 +810,21 @@ class InMemoryPreviewStore:
         self.jobs = jobs
         self.rows: dict[UUID, dict[str, Any]] = {}
         self.lock = threading.RLock()
+        jobs.preview_store = self  # the orphan query and the account cascade read these rows
+
+    def stored_paths(self) -> set[str]:
+        with self.lock:
+            return {
+                r["storage_path"]
+                for r in self.rows.values()
+                if r["storage_path"] and r["deleted_at"] is None
+            }
+
+    def cascade(self, job_ids: set[UUID]) -> None:
+        """The foreign key's `on delete cascade`: the jobs' rows went, so do their pictures."""
+        with self.lock:
+            for pid in [p for p, r in self.rows.items() if r["job_id"] in job_ids]:
+                del self.rows[pid]
 
     def _make(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:
         data = {"created_at": now, "updated_at": now, "status": PreviewStatus.PENDING, **row}

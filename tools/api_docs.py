@@ -58,7 +58,9 @@ def route_table() -> str:
 
 def routes_answering(code: ErrorCode) -> str:
     if code is ErrorCode.ROUTE_NOT_FOUND:
-        return "any path or method a URL does not have"
+        return "any path a URL does not have"
+    if code is ErrorCode.METHOD_NOT_ALLOWED:
+        return "any method a path does not take (with `Allow` naming those it takes)"
     on = [r for r in ROUTES if code in r.errors]
     user_routes = [r for r in ROUTES if r.auth is Auth.USER]
     if len(on) == len(ROUTES):

@@ -64,7 +64,8 @@ Generated from the route registry in `shared/contract.py`; do not edit by hand.
 
 Errors are `{"error": {"code", "message"}}` with the code's status; each operation lists every
 code it can answer (the test suite records every answer and fails on a code not listed). A path
-or method this URL does not have answers 404 `route_not_found`.
+this URL does not have answers 404 `route_not_found`; a method a path here does not take answers
+405 `method_not_allowed`, its `Allow` header naming the methods the path takes.
 
 The Function URL itself, before our code runs, answers: 413 with Lambda's own body
 `{"Message": "Request must be smaller than 6291456 bytes for the InvokeFunction operation"}`

@@ -258,6 +258,8 @@ export interface components {
          *     - `upload_expired`: Not every photo arrived before the upload links expired.
          *     - `photos_refused`: A photo was refused at complete and could not be cleaned up.
          *     - `photos_missing`: Its photos were gone from storage when the training started.
+         *     - `photos_changed`: A stored photo was not the one checked at upload (changed, swapped or not a JPEG) when the training started; nothing was sent to Replicate.
+         *     - `never_started`: Its photos were uploaded but it was not started within `UNSTARTED_JOB_EXPIRY_HOURS`; its photos were removed.
          *     - `not_started`: Replicate could not be asked to start the training in time.
          *     - `training_failed`: The training failed or was canceled on Replicate.
          *     - `training_lost`: Replicate no longer knows the training.
@@ -265,7 +267,7 @@ export interface components {
          *     - `queue_expired`: It waited in line longer than `QUEUE_MAX_WAIT_HOURS` and was never started.
          * @enum {string}
          */
-        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "not_started" | "training_failed" | "training_lost" | "stalled" | "queue_expired";
+        FailureCode: "canceled_by_user" | "deleted_by_user" | "upload_expired" | "photos_refused" | "photos_missing" | "photos_changed" | "never_started" | "not_started" | "training_failed" | "training_lost" | "stalled" | "queue_expired";
         /**
          * HeldBy
          * @description What keeps a queued job waiting (`queue.heldBy` in the status answer).
@@ -556,7 +558,7 @@ export interface components {
          * @description Every code this API answers (docs/api.md: what each means).
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "missing_field" | "invalid_job_id" | "invalid_twin_id" | "bad_multipart" | "invalid_cursor" | "bad_webhook" | "missing_token" | "invalid_token" | "token_expired" | "bad_signature" | "stale_webhook" | "user_mismatch" | "job_not_found" | "twin_not_found" | "version_not_found" | "preview_not_found" | "route_not_found" | "job_state_changed" | "job_finished" | "job_failed" | "upload_incomplete" | "upload_expired" | "upload_failed" | "training_mismatch" | "twin_busy" | "twin_deleting" | "twin_state_changed" | "version_not_ready" | "version_active" | "no_active_version" | "previews_off" | "prediction_mismatch" | "payload_too_large" | "photo_too_large" | "photos_too_large" | "unsupported_media_type" | "not_an_image" | "unsupported_image_type" | "invalid_field" | "too_few_photos" | "too_many_photos" | "duplicate_photo" | "empty_file" | "corrupt_image" | "animated_image" | "photo_too_small" | "photo_too_narrow" | "photo_too_many_pixels" | "photo_too_complex" | "photo_too_slow" | "preview_limit_reached" | "misconfigured" | "internal_error" | "upstream_unavailable" | "upstream_throttled" | "token_check_unavailable" | "webhooks_disabled";
+        ErrorCode: "invalid_json" | "missing_field" | "invalid_job_id" | "invalid_twin_id" | "bad_multipart" | "invalid_cursor" | "bad_webhook" | "missing_token" | "invalid_token" | "token_expired" | "bad_signature" | "stale_webhook" | "user_mismatch" | "job_not_found" | "twin_not_found" | "version_not_found" | "preview_not_found" | "route_not_found" | "method_not_allowed" | "job_state_changed" | "job_finished" | "job_failed" | "upload_incomplete" | "upload_expired" | "upload_failed" | "training_mismatch" | "twin_busy" | "twin_deleting" | "twin_state_changed" | "version_not_ready" | "version_active" | "no_active_version" | "previews_off" | "prediction_mismatch" | "payload_too_large" | "photo_too_large" | "photos_too_large" | "unsupported_media_type" | "not_an_image" | "unsupported_image_type" | "invalid_field" | "too_few_photos" | "too_many_photos" | "duplicate_photo" | "empty_file" | "corrupt_image" | "animated_image" | "photo_too_small" | "photo_too_narrow" | "photo_too_many_pixels" | "photo_too_complex" | "photo_too_slow" | "preview_limit_reached" | "misconfigured" | "internal_error" | "upstream_unavailable" | "upstream_throttled" | "token_check_unavailable" | "webhooks_disabled";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];

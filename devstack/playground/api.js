@@ -169,6 +169,17 @@ export function createApi(config) {
       return (await send(url, { method: "PUT", headers: bearer(session), body: { jobId } })).body;
     },
 
+    /**
+     * POST /twins/{twinId}/previews {style?, requestId}: new pictures of the active version; the
+     * answer is the set ({status, ready, total, pictures: [{status, url, prompt, errorMessage}]}).
+     * The same requestId again (a retry, a double click) answers the same set, counted once.
+     */
+    async requestPreviews(session, twinId, { style = null, requestId = crypto.randomUUID() } = {}) {
+      const url = under(config.statusUrl, `twins/${encodeURIComponent(twinId)}/previews`);
+      const body = style ? { style, requestId } : { requestId };
+      return (await send(url, { method: "POST", headers: bearer(session), body })).body;
+    },
+
     /** DELETE ?jobId=: {deleted, deletionRequestedAt, deletedAt}; 202 while the sweep finishes. */
     async deleteJob(session, jobId) {
       const url = `${config.statusUrl}?jobId=${encodeURIComponent(jobId)}`;

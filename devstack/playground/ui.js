@@ -1,6 +1,6 @@
 // The page: sign in, choose photos, upload them through the signed flow, start, follow the job.
 // All network calls are in api.js; the chart is chart.js. Each panel has its own render function
-// so later panels (previews) can be added beside them.
+// so later panels can be added beside them.
 
 import { ApiError, createApi, isFinal, loadConfig } from "./api.js";
 import { drawLineChart } from "./chart.js";
@@ -128,6 +128,7 @@ async function uploadAndStart(event) {
     const pending = await state.api.completeUploads(state.session, job.jobId);
     $("photo-input").value = ""; // the next choice starts afresh (the list keeps these bars)
     beginJob(pending.jobId);
+    renderStatus(pending); // pending, with its twin's version number
     say("photos-message", "Photos accepted. Starting the training…");
     const started = await state.api.startTraining(state.session, pending.jobId);
     renderStatus(started);
@@ -153,7 +154,13 @@ function beginJob(jobId) {
   state.history = null;
   $("training").hidden = false;
   $("job-id").textContent = jobId;
-  $("job-version").textContent = "–";
+  // Nothing of the previous job stays on screen.
+  for (const id of ["job-version", "status", "phase", "eta", "model-version", "queue"]) $(id).textContent = "–";
+  $("status").dataset.status = "";
+  $("phase").dataset.phase = "";
+  $("queue").dataset.position = "";
+  $("progress").value = 0;
+  $("progress-text").textContent = "0%";
   $("cancel").disabled = false;
   $("delete").disabled = false;
   say("training-message", "");
@@ -189,6 +196,37 @@ function renderStatus(job) {
   state.points.push({ x: (Date.now() - state.startedAt) / 1000, y: job.progress });
   if (job.history) state.history = job.history; // a cancel's answer carries none: keep the last
   renderChart();
+  if (job.previews !== undefined) {
+    $("previews-figure").hidden = !job.previews;
+    if (job.previews) renderPreviewSet($("previews"), $("previews-caption"), job.previews);
+  }
+}
+
+// A set of pictures: each ready one from its short-lived signed URL (our private copy, never
+// Replicate's), a placeholder with the reason for the others.
+function renderPreviewSet(box, caption, set) {
+  box.dataset.status = set.status;
+  box.dataset.ready = String(set.ready);
+  const shown = new Map(Array.from(box.querySelectorAll("img"), (img) => [img.dataset.previewId, img]));
+  box.replaceChildren(
+    ...set.pictures.map((picture) => {
+      if (picture.status === "ready" && picture.url) {
+        // Keep an image already loaded: a new signed URL for the same picture changes nothing.
+        const img = shown.get(picture.previewId) ?? document.createElement("img");
+        if (!img.src) img.src = picture.url;
+        img.alt = picture.prompt;
+        img.dataset.previewId = picture.previewId;
+        return img;
+      }
+      const missing = document.createElement("div");
+      missing.className = "missing";
+      missing.dataset.previewId = picture.previewId;
+      missing.textContent = picture.status === "failed" ? picture.errorMessage || "Not made" : "Painting…";
+      return missing;
+    }),
+  );
+  const words = { pending: "on their way", ready: "ready", partly_ready: "partly ready", failed: "could not be made" };
+  caption.textContent = `Pictures ${words[set.status] ?? set.status}: ${set.ready} of ${set.total}`;
 }
 
 // The trainer's loss over its steps once the history has points; progress over time before.
@@ -236,7 +274,9 @@ async function poll() {
     const job = await state.api.getStatus(state.session, jobId, { history: true });
     if (jobId !== state.jobId) return;
     renderStatus(job);
-    if (isFinal(job.status)) {
+    // A completed job's first pictures may still be coming: follow them too.
+    const picturesComing = job.previews?.status === "pending";
+    if (isFinal(job.status) && !picturesComing) {
       loadTwins(); // a completed version is now its twin's active one
       return;
     }
@@ -355,8 +395,42 @@ function renderTwins() {
         actions.append(activate);
       }
     }
-    box.append(title, table, retrain);
+    const actions = [retrain];
+    const active = twin.versions.find((v) => v.active);
+    if (active && active.previews !== undefined) {
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "more-previews";
+      more.textContent = "New pictures";
+      more.addEventListener("click", () => morePreviews(twin, more));
+      actions.push(more);
+    }
+    box.append(title, table, ...actions);
+    // The active version's newest set of pictures (its first ones, or the latest request).
+    const newest = active?.previews?.[0];
+    if (newest) {
+      const gallery = document.createElement("div");
+      gallery.className = "previews";
+      const caption = document.createElement("p");
+      renderPreviewSet(gallery, caption, newest);
+      box.append(gallery, caption);
+    }
     list.append(box);
+  }
+}
+
+async function morePreviews(twin, button) {
+  button.disabled = true;
+  try {
+    const set = await state.api.requestPreviews(state.session, twin.twinId);
+    say("twins-message", `${set.total} new pictures of ${twin.name} ${set.status === "ready" ? "are ready" : "are on their way"}.`);
+    await loadTwins();
+    // Still painting: look again at the status pace until the set is final.
+    if (set.status === "pending") setTimeout(loadTwins, Math.max(1, state.api.statusRefreshSeconds) * 1000);
+  } catch (err) {
+    say("twins-message", messageOf(err), true); // e.g. the day's limit reached
+  } finally {
+    button.disabled = false;
   }
 }
 

@@ -11,6 +11,7 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 
 from shared.adapters.postgrest import PostgrestTable, to_db
+from shared.domain.erasure import AccountErasure
 from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
 from shared.domain.job import FINAL_STATUSES, Job, JobStatus
@@ -22,6 +23,7 @@ logger = Logger(child=True)
 
 
 TABLE = "ai_training_jobs"
+ERASURES = "account_erasures"
 POINTS = "training_progress_points"
 PAGE_ROWS = 1000
 # The partial unique index that allows one version on its way per twin (twins migration).
@@ -282,7 +284,8 @@ class PostgrestJobStore(PostgrestTable):
         condition = ",".join(
             (
                 "and(deletion_requested_at.not.is.null,deleted_at.is.null)",
-                f"and({final},replicate_file_id.not.is.null,replicate_file_deleted_at.is.null)",
+                f"and({final},replicate_file_id.not.is.null,replicate_file_deleted_at.is.null,"
+                "replicate_deletion_refused_at.is.null)",
                 f'and({final},photos_deleted_at.is.null,completed_at.lt."{cutoff}")',
             )
         )
@@ -399,5 +402,40 @@ class PostgrestJobStore(PostgrestTable):
         self._run(
             lambda: (
                 self._client.table(POINTS).delete().eq("job_id", str(job_id)).retry(False).execute()
+            )
+        )
+
+    def orphan_photo_objects(self, older_than: datetime, limit: int) -> list[str]:
+        body = {"p_older_than": older_than.isoformat(), "p_limit": limit}
+        res = self._run(
+            lambda: self._client.rpc("orphan_photo_objects", body).retry(False).execute()
+        )
+        return [row["name"] for row in res.data]
+
+    def list_erasures_due(self, limit: int) -> list[AccountErasure]:
+        res = self._run(
+            lambda: (
+                self._client.table(ERASURES)
+                .select("*")
+                .is_("finished_at", "null")
+                .order("requested_at")
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+        )
+        return [AccountErasure.model_validate(row) for row in res.data]
+
+    def update_erasure(self, erasure_id: UUID, changes: dict[str, Any]) -> None:
+        from postgrest.types import ReturnMethod
+
+        body = {k: to_db(v) for k, v in changes.items()}
+        self._run(
+            lambda: (
+                self._client.table(ERASURES)
+                .update(body, returning=ReturnMethod.minimal)
+                .eq("id", str(erasure_id))
+                .retry(False)
+                .execute()
             )
         )

@@ -22,6 +22,13 @@ def _twin_changed() -> AppError:
     )
 
 
+def account_gone() -> AppError:
+    """A valid token whose user was deleted since it was issued: nothing may be made for them."""
+    return AppError(
+        ErrorCode.INVALID_TOKEN, "This account no longer exists; sign in again to continue."
+    )
+
+
 class PostgrestTwinStore(PostgrestTable):
     """`twins` through PostgREST. Each call is safe to repeat: reads, an insert with our own
     primary key (a repeat hits 23505 and reads the row back), PATCHes that set values."""
@@ -35,8 +42,17 @@ class PostgrestTwinStore(PostgrestTable):
         from postgrest.exceptions import APIError
 
         body = {k: to_db(v) for k, v in row.items()}
+
+        def insert() -> Any:
+            try:
+                return self._client.table(TABLE).insert(body).retry(False).execute()
+            except APIError as exc:
+                if exc.code == "23503" and "user_id" in f"{exc.message} {exc.details}":
+                    raise account_gone() from exc
+                raise
+
         try:
-            res = self._run(lambda: self._client.table(TABLE).insert(body).retry(False).execute())
+            res = self._run(insert)
         except (APIError, UpstreamError) as exc:
             if "id" not in row or (isinstance(exc, APIError) and exc.code != "23505"):
                 raise

@@ -37,7 +37,7 @@ from shared.plumbing.retry import (
     was_refused,
 )
 from shared.plumbing.settings import Settings
-from shared.ports import UploadedFile
+from shared.ports import DeletionRefused, JobFile, UploadedFile
 
 if TYPE_CHECKING:
     import ssl
@@ -333,7 +333,25 @@ class ReplicateTrainer:
         def delete() -> None:
             _unless(404, lambda: self._request("DELETE", f"/v1/files/{file_id}"), None)
 
-        self._run(delete, "deleting the uploaded zip")
+        self._refusable(lambda: self._run(delete, "deleting the uploaded zip"), f"file {file_id}")
+
+    def list_job_files(self, limit: int) -> list[JobFile]:
+        def scan() -> list[JobFile]:
+            found: list[JobFile] = []
+            page: Any = self._get_json("/v1/files")
+            for _ in range(MAX_LOOKUP_PAGES):
+                for raw in page.get("results", []):
+                    listed = _ListedFile.model_validate(raw)
+                    job_id = listed.metadata.get("job_id")
+                    if isinstance(job_id, str) and job_id:
+                        found.append(JobFile(listed.id, job_id, listed.created_at))
+                if len(found) >= limit or not page.get("next"):
+                    break
+                page = self._get_json(page["next"])
+            return found[:limit]
+
+        result: list[JobFile] = self._run(scan, "listing the uploaded zips")
+        return result
 
     def delete_model_version(self, model_version: str) -> None:
         model, _, version_id = model_version.partition(":")
@@ -345,7 +363,22 @@ class ReplicateTrainer:
             # 202: Replicate removes the version (and its predictions) asynchronously.
             _unless(404, lambda: self._request("DELETE", path), None)
 
-        self._run(delete, "deleting the trained model version")
+        self._refusable(
+            lambda: self._run(delete, "deleting the trained model version"),
+            f"model version {model_version}",
+        )
+
+    @staticmethod
+    def _refusable(call: Any, what: str) -> None:
+        """A deletion; Replicate's refusal for good (403 forbidden, 409 conflict: e.g. a
+        version still in use) becomes `DeletionRefused`, which is not retried."""
+        try:
+            call()
+        except Exception as exc:
+            status = status_of(exc)
+            if status in (403, 409):
+                raise DeletionRefused(what, status) from exc
+            raise
 
 
 # An output file is one picture: anything larger is not what a trained FLUX version returns.

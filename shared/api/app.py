@@ -33,6 +33,7 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
         super().__init__()
         self.settings = settings
         self._request = threading.local()
+        self.declared: list[Route] = []
 
     # Powertools keeps the request being resolved on its base class (`BaseRouter.current_event`),
     # which is safe with one request per Lambda container but not in a server that runs
@@ -64,8 +65,13 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
 
     def handle(self, route: Route) -> Callable[[H], H]:
         """Register the decorated function as the handler of `route` (from `shared.contract`)."""
+        self.declared.append(route)
         decorate: Callable[[H], H] = self.route(rule=route.rule, method=route.method)
         return decorate
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods this URL's routes take at `path` (none: no route has the path)."""
+        return sorted({r.method for r in self.declared if r.matches(path)})
 
 
 def error_response(error: ErrorCode, message: str) -> Response[Any]:
@@ -112,6 +118,14 @@ def make_app(settings: Callable[[], Settings]) -> FunctionUrlApp:
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[Any]:
+        allowed = app.allowed_methods(app.current_event.path or "/")
+        if allowed:
+            answer = error_response(
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"This path takes {' or '.join(allowed)} only.",
+            )
+            answer.headers["Allow"] = ", ".join(allowed)
+            return answer
         return error_response(ErrorCode.ROUTE_NOT_FOUND, "There is no such route on this URL.")
 
     @app.exception_handler(Exception)

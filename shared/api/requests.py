@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -14,6 +13,7 @@ from shared.api.auth import authenticate
 from shared.contract import MAX_JSON_BODY_BYTES, MULTIPART_MAX_BYTES, JobRequest
 from shared.domain.caller import Caller, check_claimed_user
 from shared.errors import AppError, ErrorCode
+from shared.plumbing import json_input
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.multipart import Form, parse_form
 from shared.plumbing.observability import logger
@@ -51,9 +51,9 @@ def json_body(app: FunctionUrlApp) -> dict[str, Any]:
             f"The JSON body is larger than {MAX_JSON_BODY_BYTES} bytes.",
         )
     try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
-        raise AppError(ErrorCode.INVALID_JSON, "The body is not valid JSON.") from None
+        value = json_input.loads(raw or b"{}")
+    except json_input.JsonRefused as refused:
+        raise AppError(ErrorCode.INVALID_JSON, f"The body {refused.reason}.") from None
     if not isinstance(value, dict):
         raise AppError(ErrorCode.INVALID_JSON, "The body must be a JSON object.")
     return value

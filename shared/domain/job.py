@@ -54,6 +54,16 @@ class FailureCode(enum.StrEnum):
         "photos_missing",
         "Its photos were gone from storage when the training started.",
     )
+    PHOTOS_CHANGED = (
+        "photos_changed",
+        "A stored photo was not the one checked at upload (changed, swapped or not a JPEG) "
+        "when the training started; nothing was sent to Replicate.",
+    )
+    NEVER_STARTED = (
+        "never_started",
+        "Its photos were uploaded but it was not started within `UNSTARTED_JOB_EXPIRY_HOURS`; "
+        "its photos were removed.",
+    )
     NOT_STARTED = "not_started", "Replicate could not be asked to start the training in time."
     TRAINING_FAILED = "training_failed", "The training failed or was canceled on Replicate."
     TRAINING_LOST = "training_lost", "Replicate no longer knows the training."
@@ -123,6 +133,9 @@ class Job(BaseModel):
     error_message: str | None = None
     failure_code: FailureCode | None = None  # set with every move to failed, never otherwise
     photo_urls: list[str] = Field(default_factory=list)
+    # SHA-256 (hex) of each stored NN.jpg, in photo_urls' order, recorded when it was stored;
+    # None for jobs stored before checksums were recorded (start then checks only for JPEG).
+    photo_checksums: list[str] | None = None
     customization_data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     completed_at: datetime | None = None
@@ -150,6 +163,8 @@ class Job(BaseModel):
     photos_deleted_at: datetime | None = None
     replicate_file_deleted_at: datetime | None = None
     model_version_deleted_at: datetime | None = None
+    # Replicate refused deleting this job's zip or version for good (403/409): not asked again.
+    replicate_deletion_refused_at: datetime | None = None
     progress_changed_at: datetime | None = None  # set by the database when the job moves forward
     # Progress you can see: the phase (the database keeps it in step with the status), the
     # trainer's step, when each phase began, and what this job's estimate expects of each phase.
@@ -173,9 +188,42 @@ def validate_furrsona_name(raw: object, *, field: str = "fursonaName") -> str:
             ErrorCode.INVALID_FIELD,
             f"{field} is {len(name)} characters long; use at most {MAX_NAME_LENGTH}.",
         )
-    if any(ord(ch) < 32 for ch in name):
-        raise AppError(ErrorCode.INVALID_FIELD, f"{field} may not contain control characters.")
+    problem = name_problem(name)
+    if problem is not None:
+        raise AppError(ErrorCode.INVALID_FIELD, f"{field} {problem}.")
     return name
+
+
+# Characters that reorder the text around them (embeddings, overrides, isolates, marks): a name
+# holding one can show as something else than it is ("Ember\u202egpj.exe").
+BIDI_CONTROLS = frozenset(
+    map(chr, (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+)
+# Letters that show as nothing (Unicode's default-ignorable or blank letters).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def name_problem(name: str) -> str | None:
+    """What makes `name` unfit to show a person, or None: a control, surrogate or
+    bidirectional-control character, or nothing visible at all (only spaces, zero-width or
+    format characters, blank letters). Emoji sequences (ZWJ), combining marks and every
+    script stay welcome."""
+    import unicodedata
+
+    visible = False
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return "may not contain control characters"
+        if category == "Cs":
+            return "may not contain unpaired surrogates (not Unicode text)"
+        if ch in BIDI_CONTROLS:
+            return "may not contain characters that reverse or reorder the text"
+        if category[0] in "LNPS" and ch not in _BLANK_LETTERS:
+            visible = True
+    if not visible:
+        return "must contain at least one visible character"
+    return None
 
 
 def poll_after_seconds(job: Job, refresh_seconds: float, now: datetime) -> int | None:

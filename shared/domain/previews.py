@@ -156,7 +156,8 @@ def set_status(pictures: Sequence[Preview]) -> SetStatus:
 
 
 def group_sets(previews: Sequence[Preview]) -> list[PreviewSet]:
-    """Sets in the order a page shows them: the completion set first, then the newest first."""
+    """Sets newest first (a page shows the latest pictures first; the completion set is the
+    oldest)."""
     by_set: dict[UUID, list[Preview]] = {}
     for p in previews:
         if p.deleted_at is None:
@@ -165,8 +166,7 @@ def group_sets(previews: Sequence[Preview]) -> list[PreviewSet]:
         PreviewSet(sid, rows[0].kind, rows[0].style, sorted(rows, key=lambda p: p.slot))
         for sid, rows in by_set.items()
     ]
-    sets.sort(key=lambda s: s.created_at, reverse=True)
-    sets.sort(key=lambda s: s.kind is not PreviewKind.COMPLETION)
+    sets.sort(key=lambda s: (s.created_at, s.kind is PreviewKind.ON_DEMAND), reverse=True)
     return sets
 
 

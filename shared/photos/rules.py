@@ -109,3 +109,14 @@ def check_photo_size(size: int, limits: PhotoLimits, *, label: str, exact: bool 
 def mb(size: int) -> str:
     """Bytes as MB for messages: `12.5`, `15`."""
     return f"{size / _MIB:.1f}".removesuffix(".0")
+
+
+JPEG_SIGNATURE: Final = b"\xff\xd8\xff"
+
+
+def photo_checksum(jpeg: bytes) -> str:
+    """The SHA-256 (hex) of a stored photo, recorded when the backend stores it and checked when
+    start zips it: what reaches the trainer is exactly what was checked."""
+    import hashlib
+
+    return hashlib.sha256(jpeg).hexdigest()

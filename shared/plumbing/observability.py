@@ -52,6 +52,17 @@ def record_throttled() -> None:
     _add("TrainingsThrottled", MetricUnit.Count, 1)
 
 
+def record_deletion_refused() -> None:
+    """Replicate refused deleting a zip or a trained version for good (403/409): not retried;
+    the `ReplicateDeletionRefusedAlarm` asks an operator to remove it by hand."""
+    _add("ReplicateDeletionsRefused", MetricUnit.Count, 1)
+
+
+def record_orphans_removed(count: int) -> None:
+    """Leftovers no row knew about, removed by the sweep (bucket objects, Replicate zips)."""
+    _add("OrphansRemoved", MetricUnit.Count, count)
+
+
 def record_queue(depth: int, in_flight: int, oldest_wait_seconds: float, spent_usd: float) -> None:
     """The queue as the sweep saw it, once a minute, for the dashboards and the queue alarm."""
     _add("QueueDepth", MetricUnit.Count, depth)

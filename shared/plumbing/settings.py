@@ -77,6 +77,8 @@ class Settings(BaseModel):
     queue_max_wait_hours: float = Field(72.0, gt=0)
     throttle_hold_max_seconds: float = Field(300.0, gt=0)
     photo_retention_days: float = Field(7.0, ge=0)  # photos kept this long after a job ends
+    # A job uploaded (pending) but never started is failed and its photos removed after this.
+    unstarted_job_expiry_hours: float = Field(168.0, gt=0)
     notification_sender: str | None = None
     # Previews: pictures made with a version when it completes (0: none), their prompt templates
     # (a JSON list; empty: the built-in ones), the LoRA scale, how long a create waits for the

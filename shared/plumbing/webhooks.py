@@ -32,10 +32,11 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float | No
         raise AppError(
             ErrorCode.BAD_WEBHOOK, "Missing webhook-id, webhook-timestamp or webhook-signature."
         )
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise AppError(ErrorCode.BAD_WEBHOOK, "webhook-timestamp is not a number.") from None
+    # Seconds since 1970 (at most 12 digits: past the year 30000): anything longer would reach
+    # float arithmetic as an integer too large for it.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise AppError(ErrorCode.BAD_WEBHOOK, "webhook-timestamp is not a number of seconds.")
+    sent = int(timestamp)
     current = time.time() if now is None else now
     if abs(current - sent) > TOLERANCE_SECONDS:
         # Outside the tolerance even a valid signature is refused: that is what stops replays.

@@ -3,7 +3,6 @@ each photo, storing them, and the new job's row."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +17,10 @@ from shared.errors import AppError, ErrorCode
 from shared.photos.rules import (
     PHOTO_CONTENT_TYPE,
     PhotoLimits,
+    photo_checksum,
     photo_label,
 )
+from shared.plumbing import json_input
 from shared.plumbing.settings import Settings
 from shared.plumbing.validation import first_problem
 from shared.ports import PhotoStore
@@ -49,11 +50,18 @@ def parse_customization(raw: object) -> dict[str, Any]:
                 f"customizationData is larger than {MAX_CUSTOMIZATION_BYTES} bytes.",
             )
         try:
-            raw = json.loads(raw)
-        except ValueError:
+            raw = json_input.loads(raw)
+        except json_input.JsonRefused as refused:
             raise AppError(
                 ErrorCode.INVALID_JSON,
-                'customizationData must be a JSON object, e.g. {"type": "fox"}.',
+                f'customizationData {refused.reason}; send a JSON object, e.g. {{"type": "fox"}}.',
+            ) from None
+    else:
+        try:
+            json_input.check_value(raw)
+        except json_input.JsonRefused as refused:
+            raise AppError(
+                ErrorCode.INVALID_FIELD, f"customizationData {refused.reason}."
             ) from None
     if not isinstance(raw, dict):
         raise AppError(ErrorCode.INVALID_FIELD, "customizationData must be a JSON object.")
@@ -124,6 +132,11 @@ def store_photos(
         remove_quietly(photos, paths)
         raise
     return paths
+
+
+def photo_checksums(jpegs: list[bytes]) -> list[str]:
+    """What start checks each stored photo against (`Job.photo_checksums`)."""
+    return [photo_checksum(jpeg) for jpeg in jpegs]
 
 
 def new_job_row(

@@ -41,6 +41,7 @@ from shared.domain.phases import Phase
 from shared.domain.progress import first_estimate
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
+from shared.photos.rules import JPEG_SIGNATURE, photo_checksum
 from shared.photos.training_zip import write_training_zip
 from shared.plumbing.observability import (
     record_throttled,
@@ -49,6 +50,7 @@ from shared.plumbing.observability import (
 )
 from shared.plumbing.settings import Settings
 from shared.ports import ObjectMissing
+from shared.services.common import job_not_found
 from shared.services.deps import Deps
 
 logger = Logger(child=True)
@@ -59,6 +61,21 @@ PHOTO_FETCH_CONCURRENCY = 6
 
 class ClaimLost(Exception):
     """Another worker owns this job's start now; stop without touching it."""
+
+
+class PhotoChanged(Exception):
+    """A stored photo is not the one the upload checked (its checksum differs, or it is not a
+    JPEG at all): the job fails before anything reaches Replicate."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+PHOTOS_CHANGED_MESSAGE = (
+    "A stored photo of this job is not the one we checked at upload ({name}), so nothing was "
+    "sent for training and nothing was charged; upload your photos again."
+)
 
 
 class Throttled(Exception):
@@ -98,8 +115,8 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         if job.replicate_file_url is None:
             if not may_create:
                 return _fail(job, token, FailureCode.NOT_STARTED, NOT_STARTED_MESSAGE, deps)
-            _unless_throttled(deps.trainer.ensure_destination)
-            # A fresh zip: no training can use it yet. Saving its URL also renews the claim.
+            # A fresh zip (its photos checked before any Replicate call): no training can use it
+            # yet. Saving its URL also renews the claim.
             job, token = _unless_throttled(lambda: _upload_zip(job, token, deps))
         else:
             if job.claimed_at is not None:
@@ -121,6 +138,14 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         return _record_started(job, token, training, deps)
     except Throttled as throttled:
         return back_in_line(job, token, throttled.error, deps)
+    except PhotoChanged as changed:
+        return _fail(
+            job,
+            token,
+            FailureCode.PHOTOS_CHANGED,
+            PHOTOS_CHANGED_MESSAGE.format(name=changed.name),
+            deps,
+        )
     except ObjectMissing:
         return _fail(
             job,
@@ -131,7 +156,9 @@ def launch(job: Job, token: uuid.UUID, deps: Deps, *, may_create: bool = True) -
         )
     except ClaimLost:
         current = deps.jobs.get(job.id)
-        assert current is not None
+        if current is None:
+            # The row is gone (its owner deleted their account): nothing may start for it.
+            raise job_not_found() from None
         return current
 
 
@@ -170,11 +197,14 @@ def back_in_line(job: Job, token: uuid.UUID, error: UpstreamError, deps: Deps) -
 
 
 def _upload_zip(job: Job, token: uuid.UUID, deps: Deps) -> tuple[Job, uuid.UUID]:
-    """Zip and upload the photos, then save the file's URL with the claim's renewal (one write
+    """Zip the photos (each checked against its checksum first), make sure the destination
+    model exists, upload the zip, then save the file's URL with the claim's renewal (one write
     instead of two before the paid call)."""
     # A named file: the replicate client reads `.name` for the upload's filename part.
     with tempfile.NamedTemporaryFile(suffix=".zip") as spool:
-        write_training_zip(fetched_in_order(deps, job.photo_urls), spool)
+        photos = fetched_in_order(deps, job.photo_urls)
+        write_training_zip(checked(photos, job.photo_checksums), spool)
+        deps.trainer.ensure_destination()
         uploaded = deps.trainer.upload_zip(spool.file, f"{job.id}.zip", str(job.id))
     try:
         return _renew_claim(
@@ -186,6 +216,23 @@ def _upload_zip(job: Job, token: uuid.UUID, deps: Deps) -> tuple[Job, uuid.UUID]
     except ClaimLost:
         deps.trainer.delete_file(uploaded.id)  # nobody will use this copy of the photos
         raise
+
+
+def checked(
+    photos: Iterator[tuple[str, bytes]], checksums: list[str] | None
+) -> Iterator[tuple[str, bytes]]:
+    """The photos, each as it was stored: its checksum recorded at upload (jobs stored before
+    checksums existed: a JPEG at least); `PhotoChanged` names the first that is not."""
+    index = -1
+    for index, (name, data) in enumerate(photos):
+        expected = checksums[index] if checksums is not None and index < len(checksums) else None
+        if checksums is not None and (expected is None or photo_checksum(data) != expected):
+            raise PhotoChanged(name)
+        if not data.startswith(JPEG_SIGNATURE):
+            raise PhotoChanged(name)
+        yield name, data
+    if checksums is not None and index + 1 != len(checksums):
+        raise PhotoChanged("the photo list")
 
 
 def fetched_in_order(deps: Deps, paths: list[str]) -> Iterator[tuple[str, bytes]]:
@@ -273,8 +320,13 @@ def _record_started(job: Job, token: uuid.UUID, training: TrainingInfo, deps: De
 
 
 def _fail(job: Job, token: uuid.UUID, code: FailureCode, message: str, deps: Deps) -> Job:
+    # No training exists (a found one is adopted before this): nothing is charged, so the
+    # day's budget gets its reservation back.
     ended = deps.jobs.update(
-        job.id, failed(code, message), expect_status=JobStatus.TRAINING, expect_claim=token
+        job.id,
+        {**failed(code, message), "reserved_cost_usd": None},
+        expect_status=JobStatus.TRAINING,
+        expect_claim=token,
     )
     if ended is None:
         raise ClaimLost

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from shared.contract import LIST_JOBS_LIMIT_DEFAULT, LIST_JOBS_LIMIT_MAX, JobList, JobSummary
 from shared.errors import AppError, ErrorCode
+from shared.plumbing import json_input
 from shared.ports import JobPosition
 from shared.services.deps import Deps
 
@@ -46,7 +47,7 @@ def encode_cursor(position: JobPosition) -> str:
 def decode_cursor(cursor: str) -> JobPosition:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        created_at, job_id = json_input.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         position = JobPosition(datetime.fromisoformat(created_at), UUID(job_id))
     except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
         raise AppError(

@@ -33,6 +33,7 @@ from shared.domain.claims import last_sign_of_life
 from shared.domain.job import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    PROGRESS_UPLOADED,
     FailureCode,
     Job,
     JobStatus,
@@ -42,6 +43,8 @@ from shared.domain.phases import Phase
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
+from shared.plumbing.observability import record_deletion_refused
+from shared.ports import DeletionRefused
 from shared.services.common import TaskReport, for_each_job, owned_job, tally
 from shared.services.deps import Deps
 from shared.services.previews import remove_previews
@@ -68,6 +71,7 @@ ANONYMISED: dict[str, Any] = {
     "furrsona_name": DELETED_NAME,
     "customization_data": {},
     "photo_urls": [],
+    "photo_checksums": None,
     "estimated_completion": None,
 }
 
@@ -216,7 +220,10 @@ def apply_retention(job: Job, deps: Deps, now: datetime) -> Job:
     """A final job: its zip leaves Replicate now, its photos once the retention has passed."""
     steps: list[Step] = [lambda stamps: _release_replicate(job, deps, now, stamps, keep_model=True)]
     cutoff = now - timedelta(days=deps.settings.photo_retention_days)
-    if job.completed_at is not None and job.completed_at <= cutoff:
+    # A job that ended while still uploading holds only raw originals (GPS and all), never
+    # checked or stripped and never to be trained on: removed at once, not after the retention.
+    never_uploaded = job.progress < PROGRESS_UPLOADED
+    if never_uploaded or (job.completed_at is not None and job.completed_at <= cutoff):
         steps.append(lambda stamps: _remove_photos(job, deps, now, stamps))
     job, _ = _run_steps(job, deps, steps)
     return job
@@ -291,13 +298,14 @@ def _release_replicate(
             training = deps.trainer.cancel_training(training.id) or training
         if training is not None and job.replicate_training_id is None:
             stamps["replicate_training_id"] = training.id  # a start we cut short had created it
-        if job.replicate_file_id:
-            deps.trainer.delete_file(job.replicate_file_id)
+        if job.replicate_file_id and job.replicate_deletion_refused_at is None:
+            file_id = job.replicate_file_id
+            _refusable(lambda: deps.trainer.delete_file(file_id), job, stamps, now)
         if training is not None:
             settled = training.is_terminal
         else:
             settled = not _start_may_run(job, now, deps)
-        if settled and job.replicate_file_id:
+        if settled and job.replicate_file_id and "replicate_deletion_refused_at" not in stamps:
             stamps["replicate_file_deleted_at"] = now
     version = job.replicate_model_version
     if version is None and training is not None and training.status == "succeeded":
@@ -305,10 +313,29 @@ def _release_replicate(
         version = stamps["replicate_model_version"] = training.model_version
     # Only a completed job can use its version; any other (a cut-short training's) is an orphan.
     keep = keep_model and job.status is JobStatus.COMPLETED
-    if version and job.model_version_deleted_at is None and not keep:
-        deps.trainer.delete_model_version(version)
-        stamps["model_version_deleted_at"] = now
+    refused_before = job.replicate_deletion_refused_at is not None
+    if version and job.model_version_deleted_at is None and not keep and not refused_before:
+        model_version = version
+        if _refusable(lambda: deps.trainer.delete_model_version(model_version), job, stamps, now):
+            stamps["model_version_deleted_at"] = now
     return settled
+
+
+def _refusable(delete: Callable[[], None], job: Job, stamps: dict[str, Any], now: datetime) -> bool:
+    """Run a Replicate deletion; True when done. Refused for good (403/409): stamped
+    `replicate_deletion_refused_at`, never asked again, and the metric raises the alarm
+    (docs/operations.md: remove it by hand)."""
+    try:
+        delete()
+    except DeletionRefused as refused:
+        stamps["replicate_deletion_refused_at"] = now
+        record_deletion_refused()
+        logger.error(
+            "Replicate refused a deletion for good; an operator must remove it",
+            extra={"job_id": str(job.id), "what": refused.what, "status": refused.status},
+        )
+        return False
+    return True
 
 
 def _remove_history(job: Job, deps: Deps) -> bool:
@@ -322,9 +349,9 @@ def _remove_photos(job: Job, deps: Deps, now: datetime, stamps: dict[str, Any]) 
     if job.photos_deleted_at is not None:
         return True
     deps.photos.remove(job_objects(job, deps.photos))
-    # A signed upload URL still valid could put a photo back: look again until they expire.
-    if job.upload_expires_at is not None and now < job.upload_expires_at:
-        return False
+    # Gone now. A signed upload URL still valid could put a photo back: once stamped, anything
+    # under the job's folder is an orphan the sweep removes (`shared.services.orphans`), so the
+    # job need not wait for its URLs to expire.
     stamps["photos_deleted_at"] = now
     return True
 

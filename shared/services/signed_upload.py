@@ -43,6 +43,7 @@ from shared.photos.rules import (
     ACCEPTED_UPLOAD_CONTENT_TYPES,
     PHOTO_CONTENT_TYPE,
     check_photo_size,
+    photo_checksum,
     photo_label,
 )
 from shared.plumbing.settings import Settings
@@ -172,9 +173,12 @@ def complete_signed_upload(caller: Caller, job_id: UUID, deps: Deps) -> Job:
         raise
 
     finals: list[str] = []
+    checksums: list[str] = []
     for index, raw_path in enumerate(raw_paths, start=1):
         try:
-            finals.append(_store_normalised(job, index, raw_path, checker, deps))
+            final, checksum = _store_normalised(job, index, raw_path, checker, deps)
+            finals.append(final)
+            checksums.append(checksum)
         except ObjectMissing:
             # Removed since the listing: by a complete that finished first, or by the person.
             current = _as_it_stands(job, jobs, photos, settings, finals)
@@ -189,7 +193,12 @@ def complete_signed_upload(caller: Caller, job_id: UUID, deps: Deps) -> Job:
 
     moved = jobs.update(
         job.id,
-        {"status": JobStatus.PENDING, "progress": PROGRESS_UPLOADED, "photo_urls": finals},
+        {
+            "status": JobStatus.PENDING,
+            "progress": PROGRESS_UPLOADED,
+            "photo_urls": finals,
+            "photo_checksums": checksums,
+        },
         expect_status=JobStatus.UPLOADING,
     )
     if moved is None:
@@ -237,9 +246,9 @@ def discard_job(job: Job, deps: Deps) -> None:
 
 def _store_normalised(
     job: Job, index: int, raw_path: str, checker: PhotoChecker, deps: Deps
-) -> str:
-    """Download one raw upload, check and normalise it, store it as `NN.jpg`; a refused photo
-    discards the job. The photo's bytes live only in this call."""
+) -> tuple[str, str]:
+    """Download one raw upload, check and normalise it, store it as `NN.jpg`; its path and
+    checksum. A refused photo discards the job. The photo's bytes live only in this call."""
     photos = deps.photos
     data = photos.get(raw_path)
     try:
@@ -250,7 +259,7 @@ def _store_normalised(
     del data  # before the upload of the result
     final = final_photo_path(job.user_id, job.id, index)
     photos.put(final, jpeg, PHOTO_CONTENT_TYPE)
-    return final
+    return final, photo_checksum(jpeg)
 
 
 def _as_it_stands(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -15,7 +14,7 @@ from shared.domain.progress import history_points, plan_update
 from shared.domain.trainer_logs import LogReading, read_logs
 from shared.domain.training import TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
-from shared.plumbing import webhooks
+from shared.plumbing import json_input, webhooks
 from shared.plumbing.observability import record_training_finished
 from shared.plumbing.settings import Settings
 from shared.services.common import owned_job
@@ -191,7 +190,9 @@ def apply_webhook(job_id: UUID, headers: dict[str, str], body: bytes, deps: Deps
         )
     webhook_id = webhooks.verify(secret.get_secret_value(), headers, body)
     try:
-        training = TrainingInfo.model_validate(json.loads(body))
+        # Signed by Replicate, yet bounded all the same: a deep body must not reach the parser.
+        payload = json_input.loads(body, plain_strings=False)
+        training = TrainingInfo.model_validate(payload)
     except ValueError:
         raise AppError(
             ErrorCode.BAD_WEBHOOK, "The webhook body is not a training object."

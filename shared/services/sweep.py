@@ -23,13 +23,15 @@ from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import record_sweep
 from shared.services.common import TaskReport, for_each_job, tally
 from shared.services.deps import Deps
+from shared.services.erasure import sweep_account_erasures
 from shared.services.notices import send_pending_notices
+from shared.services.orphans import sweep_orphans
 from shared.services.previews import sweep_previews
 from shared.services.privacy import sweep_cleanup
 from shared.services.start import sweep_queue
 from shared.services.status import refresh
 from shared.services.twins import sweep_twin_deletions
-from shared.services.upload_expiry import expire_uploads
+from shared.services.upload_expiry import expire_unstarted, expire_uploads
 
 logger = Logger(child=True)
 
@@ -80,9 +82,12 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
         ("trainings", lambda: sweep(deps, deadline)),
         ("queue", lambda: sweep_queue(deps, deadline)),
         ("uploads", lambda: expire_uploads(deps, deadline)),
+        ("unstarted", lambda: expire_unstarted(deps, deadline)),
         ("cleanup", lambda: sweep_cleanup(deps, deadline)),
         ("twins", lambda: sweep_twin_deletions(deps, deadline)),
         ("previews", lambda: sweep_previews(deps, deadline)),
+        ("accounts", lambda: sweep_account_erasures(deps, deadline)),
+        ("orphans", lambda: sweep_orphans(deps, deadline)),
         ("notices", lambda: send_pending_notices(deps, deadline)),
     ]
     report: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from shared.services.intake import (
     check_photo_count,
     new_job_row,
     normalise_all,
+    photo_checksums,
     store_photos,
 )
 from shared.services.twins import VersionPlan, drop_twin_if_unused, open_twin, plan_version
@@ -42,7 +43,9 @@ def create_job_with_photos(
     try:
         paths = store_photos(deps.photos, caller.user_id, job_id, jpegs)
         row = new_job_row(job_id, twin, JobStatus.PENDING, paths)
-        return deps.jobs.insert({**row, "progress": PROGRESS_UPLOADED})
+        return deps.jobs.insert(
+            {**row, "progress": PROGRESS_UPLOADED, "photo_checksums": photo_checksums(jpegs)}
+        )
     except Exception:
         # The id is ours alone until we answer: nobody else can have started this job.
         with contextlib.suppress(Exception):

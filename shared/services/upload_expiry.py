@@ -55,7 +55,56 @@ def expire_job(job: Job, jobs: JobStore, photos: PhotoStore) -> bool:
         return False
     # Failed first: a complete racing with us then loses its move and cleans up after itself.
     photos.remove(job_objects(job, photos))
+    # Stamped: anything a still-valid signed URL puts there later is an orphan the sweep removes.
+    jobs.update(job.id, {"photos_deleted_at": datetime.now(UTC)})
     return True
+
+
+NEVER_STARTED_MESSAGE = (
+    "Your photos were uploaded but the training was never started, so we removed them; "
+    "upload them again to train."
+)
+
+
+@dataclass
+class UnstartedReport(TaskReport):
+    expired: int = 0
+
+
+def expire_unstarted_job(job: Job, deps: Deps, now: datetime) -> bool:
+    """Fail a job that was uploaded but never started, then remove its photos; False if it was
+    started meanwhile (pending -> queued wins the compare-and-set)."""
+    expired = deps.jobs.update(
+        job.id,
+        failed(FailureCode.NEVER_STARTED, NEVER_STARTED_MESSAGE),
+        expect_status=JobStatus.PENDING,
+    )
+    if expired is None:
+        return False
+    deps.photos.remove(job_objects(job, deps.photos))
+    deps.jobs.update(job.id, {"photos_deleted_at": now})
+    return True
+
+
+def expire_unstarted(deps: Deps, deadline: Deadline) -> UnstartedReport:
+    """The sweep's task: jobs uploaded (pending) longer than `unstarted_job_expiry_hours` ago and
+    never started are failed, and their photos removed at once."""
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(hours=deps.settings.unstarted_job_expiry_hours)
+    pending = deps.jobs.list_active([JobStatus.PENDING], EXPIRY_BATCH)
+    due = [job for job in pending if (job.progress_changed_at or job.created_at) < cutoff]
+    outcomes = for_each_job(
+        due,
+        lambda job: expire_unstarted_job(job, deps, now),
+        deadline=deadline,
+        workers=deps.settings.sweep_concurrency,
+        failure="could not expire a job that was never started",
+    )
+
+    def count(report: UnstartedReport, _: Job, expired: bool) -> None:
+        report.expired += expired
+
+    return tally(UnstartedReport(seen=len(pending)), outcomes, count)
 
 
 def job_objects(job: Job, photos: PhotoStore) -> list[str]:

@@ -76,6 +76,8 @@ ADDED_COLUMNS = {
     "photos_deleted_at": "timestamp with time zone",
     "replicate_file_deleted_at": "timestamp with time zone",
     "model_version_deleted_at": "timestamp with time zone",
+    "replicate_deletion_refused_at": "timestamp with time zone",
+    "photo_checksums": "ARRAY",
     # twins: the twin this job is a version of, and its number there
     "twin_id": "uuid",
     "version": "integer",

@@ -322,3 +322,29 @@ def test_the_owner_reads_their_own_pictures_only_and_nobody_but_the_backend_writ
         [mine],
     )
     assert me.from_(TABLE).select("id").execute().data == []
+
+
+def test_the_orphan_query_keeps_the_pictures_its_rows_name(
+    db: psycopg.Connection, pg: LocalPostgres, rest: LocalPostgrest, jwt_secret: str
+) -> None:
+    user = uuid.UUID(create_user(pg.dsn()))
+    jobs = PostgrestJobStore(lambda: service(rest, jwt_secret))
+    previews = PostgrestPreviewStore(lambda: service(rest, jwt_secret))
+    job = a_job(jobs, user)
+    a, b = previews.insert_set(rows(job, user))
+    kept, gone = (f"{user}/previews/{job}/{p.id}.webp" for p in (a, b))
+    stray = f"{user}/previews/{job}/{uuid.uuid4()}.webp"
+    previews.update(a.id, {"status": PreviewStatus.READY, "storage_path": kept})
+    previews.update(b.id, {"status": PreviewStatus.READY, "storage_path": gone})
+    previews.update(
+        b.id, {"deleted_at": datetime.now(UTC), "storage_path": None}, expect_status=None
+    )
+    for name in (kept, gone, stray):
+        db.execute(
+            "insert into storage.objects (bucket_id, name, metadata, created_at)"
+            " values ('training-photos', %s, '{}', now() - interval '1 hour')",
+            [name],
+        )
+    found = set(jobs.orphan_photo_objects(datetime.now(UTC) - timedelta(minutes=15), 10_000))
+    assert {n for n in found if n.startswith(f"{user}/")} == {gone, stray}
+    db.execute("delete from storage.objects where name like %s", [f"{user}/%"])

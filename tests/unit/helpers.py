@@ -53,11 +53,13 @@ def make_deps(
     """Deps over in-memory fakes (the database's rules included), `settings` overriding."""
     notices = notifier or RecordingNotifier()
     jobs = InMemoryJobStore()
+    photos = InMemoryPhotoStore()
+    jobs.photo_store = photos  # the bucket the database's orphan query reads (storage.objects)
     return Deps(
         settings=make_settings(**settings),
         jobs=jobs,
         twins=InMemoryTwinStore(jobs),
-        photos=InMemoryPhotoStore(),
+        photos=photos,
         trainer=trainer or FakeTrainer(),
         make_notifier=lambda: notices,
         queue=InMemoryTrainingQueue(jobs),

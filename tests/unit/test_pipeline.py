@@ -228,3 +228,40 @@ def test_upload_incomplete_job_cannot_start(deps):
     )
     with raises_status(409):
         start_training(caller.user_id, job.id, deps)
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pytest.param(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", id="not-a-jpeg"),
+        pytest.param(make_photo(640, 640, seed=99), id="another-valid-jpeg"),
+    ],
+)
+def test_start_refuses_a_photo_that_is_not_the_one_checked_at_upload(deps, replacement):
+    """Issue 14.2: whatever sits at a photo path, start fails the job at once with a readable
+    message and code; nothing reaches Replicate (no zip, no destination call, no training)."""
+    caller = _caller()
+    job = _new_job(deps, caller)
+    assert job.photo_checksums is not None and len(job.photo_checksums) == 3
+    deps.photos.objects[job.photo_urls[1]] = replacement  # swapped behind the backend's back
+    with raises_status(409) as refused:
+        start_training(caller.user_id, job.id, deps)
+    assert "not the one we checked" in refused.value.message and "02.jpg" in refused.value.message
+    after = deps.jobs.get(job.id)
+    assert after is not None and after.status is JobStatus.FAILED
+    assert after.failure_code is FailureCode.PHOTOS_CHANGED
+    assert after.replicate_training_id is None and after.reserved_cost_usd is None
+    assert deps.trainer.trainings_created == 0 and deps.trainer.files == {}
+    assert deps.trainer.destination_checks == 0
+
+
+def test_start_of_a_job_stored_before_checksums_still_refuses_non_jpeg_bytes(deps):
+    caller = _caller()
+    job = _new_job(deps, caller)
+    deps.jobs.rows[job.id]["photo_checksums"] = None
+    deps.photos.objects[job.photo_urls[0]] = b"GIF89a" + b"\0" * 100
+    with raises_status(409):
+        start_training(caller.user_id, job.id, deps)
+    after = deps.jobs.get(job.id)
+    assert after is not None and after.failure_code is FailureCode.PHOTOS_CHANGED
+    assert deps.trainer.trainings_created == 0 and deps.trainer.files == {}

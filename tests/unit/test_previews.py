@@ -345,11 +345,12 @@ def test_pictures_on_demand_respect_the_daily_limit_and_a_repeated_request_count
     request_previews(job.user_id, job.twin_id, PreviewRequest(count=2), deps)
     with raises_status(429):
         request_previews(job.user_id, job.twin_id, PreviewRequest(count=1), deps)
-    # The completion set is not counted; the twin's answer shows every set, first pictures first.
+    # The completion set is not counted; the twin's answer shows every set, newest first.
     view = get_twin(job.user_id, job.twin_id, deps)
     assert view.previews is not None
     sets = view.previews.of(job.id)
-    assert sets[0].set_id == completion_set_id(job.id) and len(sets) == 3
+    assert len(sets) == 3 and sets[-1].set_id == completion_set_id(job.id)
+    assert sets[1].set_id == made.set_id
 
 
 def test_concurrent_requests_never_pass_the_daily_limit_together():
@@ -426,3 +427,27 @@ def test_a_refused_create_is_retried_by_the_sweep_and_never_doubles():
     sweep_previews(deps, Deadline(30))
     assert predictor(deps).created == 4
     assert all(p.status is PreviewStatus.READY for p in pictures(deps, job))
+
+
+def test_the_orphan_sweep_keeps_previews_and_removes_a_copy_no_row_names():
+    from shared.services.orphans import sweep_orphans
+
+    deps = make_deps(status_refresh_seconds=0)
+    job = completed(deps)
+    kept = {p.storage_path for p in pictures(deps, job)}
+    stray = f"{job.user_id}/previews/{job.id}/{uuid.uuid4()}.webp"  # a copy whose row went
+    photos(deps).objects[stray] = b"RIFF....WEBP"
+    sweep_orphans(deps, Deadline(30))
+    assert kept <= set(photos(deps).objects) and stray not in photos(deps).objects
+
+
+def test_an_account_deleted_takes_its_previews_rows_and_pictures():
+    from shared.services.erasure import sweep_account_erasures
+
+    deps = make_deps(status_refresh_seconds=0)
+    job = completed(deps)
+    assert len(pictures(deps, job)) == 4
+    deps.jobs.delete_account(job.user_id)  # type: ignore[attr-defined]
+    assert store(deps).rows == {}
+    sweep_account_erasures(deps, Deadline(30))
+    assert not any(p.startswith(f"{job.user_id}/") for p in photos(deps).objects)

@@ -15,6 +15,7 @@ from shared.errors import AppError, UpstreamError
 from shared.plumbing.deadline import Deadline
 from shared.services.deps import Deps
 from shared.services.intake import normalise_all
+from shared.services.orphans import ORPHAN_GRACE, sweep_orphans
 from shared.services.privacy import (
     CANCELED_MESSAGE,
     DELETED_NAME,
@@ -227,7 +228,9 @@ def test_retention_drops_the_zip_at_once_and_the_photos_after_the_configured_day
     assert sweep(deps).seen == 0
 
 
-def test_photos_of_a_job_with_open_upload_urls_are_looked_at_again(deps):
+def test_a_deleted_upload_is_done_at_once_and_a_late_put_is_swept_as_an_orphan(deps):
+    """Issue 14.6b: 200 as soon as nothing is left (not 202 for the URLs' whole window); what a
+    still-valid signed URL puts there afterwards is removed by the orphan sweep."""
     owner = uuid.uuid4()
     job = deps.jobs.insert(
         {
@@ -239,12 +242,15 @@ def test_photos_of_a_job_with_open_upload_urls_are_looked_at_again(deps):
             "upload_expires_at": datetime.now(UTC) + timedelta(hours=2),
         }
     )
-    deps.photos.put(f"{owner}/{job.id}/01.jpg", b"x", "image/jpeg")
-    pending = delete_job(owner, job.id, deps)
-    assert pending.deleted_at is None and deps.photos.objects == {}
-    deps.photos.put(f"{owner}/{job.id}/02.jpg", b"late", "image/jpeg")  # a signed URL used late
-    deps.jobs.rows[job.id]["upload_expires_at"] = datetime.now(UTC) - timedelta(seconds=1)
-    assert sweep(deps).deletions_finished == 1 and deps.photos.objects == {}
+    deps.photos.put(f"{owner}/{job.id}/upload/01", b"x", "image/jpeg")
+    done = delete_job(owner, job.id, deps)
+    assert done.deleted_at is not None and deps.photos.objects == {}
+    late = f"{owner}/{job.id}/upload/02"
+    deps.photos.put(late, b"late", "image/jpeg")  # a signed URL used after the delete
+    assert sweep_orphans(deps, Deadline(30)).objects_removed == 0  # young: within the grace
+    deps.photos.created[late] = datetime.now(UTC) - ORPHAN_GRACE - timedelta(seconds=1)
+    assert sweep_orphans(deps, Deadline(30)).objects_removed == 1
+    assert deps.photos.objects == {}
 
 
 def test_someone_elses_job_cannot_be_canceled_or_deleted(deps):

@@ -54,9 +54,9 @@ def test_a_failing_task_is_a_sweep_error(emitted) -> None:
 
     deps.jobs.list_active = down  # type: ignore[method-assign]
     report = sweep_all(deps, Deadline(30))
-    # Both the trainings and the uploads task list active jobs: two tasks failed outright.
-    assert report["trainings"] == report["uploads"] == {"error": True}
-    assert emitted()["SweepErrors"] == [2.0]
+    # The trainings, uploads and unstarted tasks list active jobs: three failed outright.
+    assert report["trainings"] == report["uploads"] == report["unstarted"] == {"error": True}
+    assert emitted()["SweepErrors"] == [3.0]
 
 
 def test_job_errors_and_skips_of_every_task_add_up(emitted) -> None:

@@ -27,6 +27,7 @@ LONGEST = {
     "PhotosMaxTotalBytes": "314572800",
     "UploadWindowSeconds": "7200",
     "PhotoRetentionDays": "365",
+    "UnstartedJobExpiryHours": "8760",
     "StatusRefreshSeconds": "300",
     "SweepConcurrency": "64",
     "TrainingStaleMinutes": "1440",
@@ -73,6 +74,7 @@ def test_the_longest_values_match_the_template_bounds() -> None:
         "PhotosMaxTotalBytes",
         "UploadWindowSeconds",
         "PhotoRetentionDays",
+        "UnstartedJobExpiryHours",
         "PhotoMaxBytes",
     ):
         declared = re.search(rf"\n  {name}:\n(?:    .*\n)*?    MaxValue: (\d+)\n", text)

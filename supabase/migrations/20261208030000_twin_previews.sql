@@ -166,3 +166,37 @@ as $$
     ), 0)
 $$;
 revoke all on function public.training_spend_today(timestamptz) from public, anon, authenticated;
+
+-- The orphan query (nothing-strands migration) knows the previews: an object under
+-- {user}/previews/{job}/ is kept while a preview row not deleted names it as its picture.
+create index twin_previews_storage_path on public.twin_previews (storage_path)
+  where storage_path is not null and deleted_at is null;
+
+create or replace function public.orphan_photo_objects(p_older_than timestamptz, p_limit integer)
+returns table (name text)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select o.name
+    from storage.objects o
+   where o.bucket_id = 'training-photos'
+     and o.created_at < p_older_than
+     and not exists (
+           select 1
+             from public.ai_training_jobs j
+            where j.id::text = split_part(o.name, '/', 2)
+              and j.user_id::text = split_part(o.name, '/', 1)
+              and j.photos_deleted_at is null)
+     and not exists (
+           select 1
+             from public.twin_previews p
+            where p.storage_path = o.name
+              and p.deleted_at is null)
+   order by o.created_at
+   limit p_limit
+$$;
+revoke all on function public.orphan_photo_objects(timestamptz, integer)
+  from public, anon, authenticated;
+grant execute on function public.orphan_photo_objects(timestamptz, integer) to service_role;
