@@ -93,7 +93,7 @@ class Settings(BaseModel):
     preview_notice_wait_seconds: float = Field(300.0, ge=0)
     preview_url_seconds: int = Field(900, ge=10, le=86_400)
     preview_notice_url_seconds: int = Field(7 * 86_400, ge=60, le=30 * 86_400)
-    previews_per_day: int = Field(20, ge=0, le=1000)
+    previews_per_day: int = Field(20, ge=0, le=999)
     preview_price_per_second: float = Field(0.001525, ge=0)
     preview_cost_estimate_usd: float = Field(0.012, ge=0)
 

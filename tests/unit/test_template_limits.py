@@ -38,7 +38,7 @@ LONGEST = {
     "TrainingCostEstimateUsd": "1.5000000000",
     "QueueMaxWaitHours": "720",
     "PreviewCount": "8",
-    "PreviewsPerDay": "1000",
+    "PreviewsPerDay": "999",
 }
 
 
