@@ -24,6 +24,7 @@ BENCHMARKS: list[str | tuple[str, ...]] = [
     "photos_memory",
     "decode",
     "webhook_latency",
+    "previews",
     "eta",
     "chaos",
     "fuzz",
@@ -55,6 +56,15 @@ NOTES = {
         "`error_at_Npct`: |estimatedCompletion - real end| / time left at N % of the way, median "
         "over the jobs after the warm-up (`_p90`: their 90th percentile); `legacy_*`: the "
         "estimate before issue 18 on the same reads. Goal at 50 %: within 0.15."
+    ),
+    "previews": (
+        "`bench.previews`: a training ended by the emulator -> the last of its 4 previews "
+        "`ready` in Postgres (its webhook reaches the real handler, which predicts with `Prefer: "
+        "wait` side by side and copies the outputs into Storage), median over the jobs; "
+        "`prediction_seconds`: the emulator's own created-to-completed time for those "
+        "predictions in the same run; `ratio_to_prediction` the first over the second. Goal: "
+        "`completion_to_stored_seconds` at most 1.5 x `prediction_seconds` + "
+        "`storage_round_trip_seconds`."
     ),
     "fuzz": (
         "`bench.fuzz`: every route driven by Hypothesis (tests/security/fuzz.py) with generated "

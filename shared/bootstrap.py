@@ -103,6 +103,19 @@ def replicate_client() -> Any:
 
 
 @lru_cache(maxsize=1)
+def download_http() -> httpx.Client:
+    """For preview outputs (replicate.delivery): no credentials of ours on it."""
+    import httpx
+
+    return httpx.Client(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=20),
+        follow_redirects=True,
+        verify=tls_context(),
+    )
+
+
+@lru_cache(maxsize=1)
 def notifier() -> Notifier:
     from shared.adapters.notifiers import build_notifier
 
@@ -118,9 +131,10 @@ def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
     """Every port's real adapter, bound to this invocation's deadline. Nothing connects here:
     each adapter builds its client (and imports its SDK) at its first call."""
     from shared.adapters.postgrest_jobs import PostgrestJobStore
+    from shared.adapters.postgrest_previews import PostgrestPreviewStore
     from shared.adapters.postgrest_queue import PostgrestTrainingQueue
     from shared.adapters.postgrest_twins import PostgrestTwinStore
-    from shared.adapters.replicate import ReplicateTrainer
+    from shared.adapters.replicate import ReplicatePredictor, ReplicateTrainer
     from shared.adapters.supabase_storage import SupabasePhotoStore
     from shared.services.deps import Deps
 
@@ -139,6 +153,10 @@ def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
         trainer=ReplicateTrainer(replicate_client, config, deadline),
         make_notifier=notifier,
         queue=PostgrestTrainingQueue(postgrest_client, deadline),
+        previews=PostgrestPreviewStore(postgrest_client, deadline),
+        predictor=ReplicatePredictor(
+            replicate_client, config, deadline, connect_downloads=download_http
+        ),
         clock=clock,
     )
 
@@ -152,6 +170,7 @@ def reset() -> None:
         storage_client,
         storage_stream_http,
         replicate_client,
+        download_http,
         notifier,
     ):
         cached.cache_clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,14 @@ from pydantic.alias_generators import to_camel, to_snake
 from shared.domain.history import ProgressPoint
 from shared.domain.job import FailureCode, Job, JobStatus
 from shared.domain.phases import Phase, phase_text
+from shared.domain.previews import (
+    STYLES,
+    PreviewFailure,
+    PreviewKind,
+    PreviewSet,
+    PreviewStatus,
+    SetStatus,
+)
 from shared.domain.queue import HeldBy, QueuePlace
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin
@@ -160,6 +169,86 @@ class ProgressHistory(CamelModel):
         )
 
 
+class PreviewPicture(CamelModel):
+    """One preview: a signed URL to our private copy once ready (never a Replicate URL)."""
+
+    preview_id: UUID
+    slot: int
+    status: PreviewStatus
+    url: str | None  # short-lived (urlExpiresAt); ask the status or twin route again for a new one
+    url_expires_at: datetime | None
+    content_type: str | None
+    prompt: str
+    error_code: PreviewFailure | None
+    error_message: str | None
+
+
+class PreviewSetView(CamelModel):
+    """A set of previews: the version's first pictures (kind `completion`) or one request."""
+
+    set_id: UUID
+    kind: PreviewKind
+    style: str | None
+    status: SetStatus  # pending, ready, partly_ready or failed
+    ready: int
+    total: int
+    created_at: datetime
+    pictures: list[PreviewPicture]
+
+    @classmethod
+    def of_set(
+        cls, s: PreviewSet | None, urls: Mapping[str, str], expires_at: datetime | None
+    ) -> PreviewSetView | None:
+        if s is None:
+            return None
+        pictures = []
+        for p in s.pictures:
+            url = urls.get(p.storage_path) if p.storage_path else None
+            pictures.append(
+                PreviewPicture(
+                    preview_id=p.id,
+                    slot=p.slot,
+                    status=p.status,
+                    url=url,
+                    url_expires_at=expires_at if url else None,
+                    content_type=p.content_type,
+                    prompt=p.prompt,
+                    error_code=p.failure_code,
+                    error_message=p.error_message,
+                )
+            )
+        return cls(
+            set_id=s.set_id,
+            kind=s.kind,
+            style=s.style,
+            status=s.status,
+            ready=sum(p.status is PreviewStatus.READY for p in s.pictures),
+            total=len(s.pictures),
+            created_at=s.created_at,
+            pictures=pictures,
+        )
+
+
+class PreviewRequest(CamelModel):
+    """Body of POST /twins/{twinId}/previews: new pictures of the active version."""
+
+    style: str | None = Field(
+        default=None,
+        max_length=100,
+        description="One of " + ", ".join(STYLES) + ", or the twin's own hybridStyle; "
+        "none: the twin's hybridStyle.",
+    )
+    count: int = Field(default=4, ge=1, le=4)
+    # The same requestId again (a retry, a double click) answers the same set, counted once.
+    request_id: UUID | None = None
+    user_id: UUID | None = None
+
+
+class PreviewWebhookResponse(CamelModel):
+    preview_id: UUID
+    status: PreviewStatus
+
+
 def _phase_text(job: Job) -> str:
     return phase_text(
         job.phase, uploaded=job.status is JobStatus.PENDING, step=job.step, total=job.total_steps
@@ -188,6 +277,7 @@ class StatusResponse(CamelModel):
     retry_after_seconds: int | None
     history: ProgressHistory | None = None  # only when asked for (`history=1`)
     queue: QueueView | None = None  # a queued job's place in line
+    previews: PreviewSetView | None = None  # a completed version's first pictures
 
     @classmethod
     def of(
@@ -197,6 +287,7 @@ class StatusResponse(CamelModel):
         retry_after_seconds: int | None,
         history: list[ProgressPoint] | None = None,
         place: QueuePlace | None = None,
+        previews: PreviewSetView | None = None,
     ) -> StatusResponse:
         return cls(
             job_id=job.id,
@@ -216,6 +307,7 @@ class StatusResponse(CamelModel):
             total_steps=job.total_steps,
             history=None if history is None else ProgressHistory.of(job, history),
             queue=QueueView.of(place),
+            previews=previews,
         )
 
 
@@ -234,9 +326,13 @@ class VersionResponse(CamelModel):
     model_version: str | None
     error_code: FailureCode | None
     error_message: str | None
+    # Its preview sets, newest first (the first pictures are the oldest set).
+    previews: list[PreviewSetView] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, job: Job, twin: Twin) -> VersionResponse:
+    def of(
+        cls, job: Job, twin: Twin, previews: list[PreviewSetView] | None = None
+    ) -> VersionResponse:
         return cls(
             job_id=job.id,
             version=job.version,
@@ -250,6 +346,7 @@ class VersionResponse(CamelModel):
             model_version=job.replicate_model_version,
             error_code=job.failure_code,
             error_message=job.error_message,
+            previews=previews or [],
         )
 
 
@@ -264,8 +361,23 @@ class TwinResponse(CamelModel):
     versions: list[VersionResponse]  # oldest first
 
     @classmethod
-    def of(cls, twin: Twin, versions: list[Job]) -> TwinResponse:
+    def of(
+        cls,
+        twin: Twin,
+        versions: list[Job],
+        sets: Mapping[UUID, list[PreviewSet]] | None = None,
+        urls: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> TwinResponse:
         active = next((j for j in versions if j.id == twin.active_job_id), None)
+
+        def previews(job: Job) -> list[PreviewSetView]:
+            views = [
+                PreviewSetView.of_set(s, urls or {}, expires_at)
+                for s in (sets or {}).get(job.id, [])
+            ]
+            return [v for v in views if v is not None]
+
         return cls(
             twin_id=twin.id,
             name=twin.name,
@@ -274,7 +386,7 @@ class TwinResponse(CamelModel):
             active_version=active.version if active else None,
             created_at=twin.created_at,
             updated_at=twin.updated_at,
-            versions=[VersionResponse.of(job, twin) for job in versions],
+            versions=[VersionResponse.of(job, twin, previews(job)) for job in versions],
         )
 
 
@@ -807,6 +919,43 @@ DELETE_TWIN = route(
     params=(TWIN_ID_PATH,),
     description="200 with `deleted: true` once every version is gone and the twin anonymised; "
     "202 with `deleted: false` while the sweep finishes. Repeating it is safe.",
+)
+REQUEST_PREVIEWS = route(
+    STATUS,
+    "POST",
+    "/twins/{twinId}/previews",
+    "requestPreviews",
+    "New pictures of the twin's active version, in a style (at most PREVIEWS_PER_DAY a day)",
+    Auth.USER,
+    {200: PreviewSetView, 202: PreviewSetView},
+    _USER
+    | _JSON
+    | _TWIN_PATH
+    | _REPLICATE
+    | {E.INVALID_FIELD, E.NO_ACTIVE_VERSION, E.PREVIEWS_OFF, E.PREVIEW_LIMIT_REACHED},
+    body=PreviewRequest,
+    params=(TWIN_ID_PATH,),
+    body_limit=MAX_JSON_BODY_BYTES,
+    description="200 when every picture is made already, 202 while some are still coming (read "
+    "them in GET /twins/{twinId}: versions[].previews). A repeated requestId answers the same "
+    "set and counts once. Each picture counts toward the owner's daily limit.",
+)
+PREVIEW_ID_QUERY = Param("previewId", "query", "The preview's id (a UUID).", _JOB_ID)
+PREVIEW_WEBHOOK = route(
+    STATUS,
+    "POST",
+    "/webhooks/replicate/previews",
+    "replicatePreviewWebhook",
+    "Replicate's prediction webhook for one preview (Replicate only)",
+    Auth.WEBHOOK,
+    {200: PreviewWebhookResponse},
+    _ANY
+    | {E.INVALID_FIELD, E.MISSING_FIELD, E.PREVIEW_NOT_FOUND}
+    | {E.WEBHOOKS_DISABLED, E.BAD_WEBHOOK, E.BAD_SIGNATURE, E.STALE_WEBHOOK}
+    | {E.PREDICTION_MISMATCH, E.UPSTREAM_UNAVAILABLE},
+    params=(PREVIEW_ID_QUERY,),
+    description="Standard Webhooks signature over the raw body; the prediction must be the "
+    "preview's (or match its version, seed and prompt).",
 )
 REPLICATE_WEBHOOK = route(
     STATUS,

@@ -71,6 +71,7 @@ class ErrorCode(enum.Enum):
         "Check the twinId; a deleted or foreign twin is not found.",
     )
     VERSION_NOT_FOUND = "version_not_found", 404, "Name a jobId from the twin's own versions."
+    PREVIEW_NOT_FOUND = "preview_not_found", 404, "Replicate only: the webhook names no preview."
     ROUTE_NOT_FOUND = "route_not_found", 404, "Check the method and path against the API reference."
     # 405: the path is there, the method is not.
     METHOD_NOT_ALLOWED = (
@@ -103,6 +104,17 @@ class ErrorCode(enum.Enum):
     TWIN_STATE_CHANGED = "twin_state_changed", 409, "Read the twin again, then decide."
     VERSION_NOT_READY = "version_not_ready", 409, "Only a completed version can be active."
     VERSION_ACTIVE = "version_active", 409, "Activate another version first, or delete the twin."
+    NO_ACTIVE_VERSION = (
+        "no_active_version",
+        409,
+        "Wait until a version of the twin has completed training, then ask again.",
+    )
+    PREVIEWS_OFF = "previews_off", 409, "Pictures on demand are switched off on this deployment."
+    PREDICTION_MISMATCH = (
+        "prediction_mismatch",
+        409,
+        "Replicate only: the webhook names another prediction.",
+    )
     # 413: too big.
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "Send less; for large photos use POST /uploads."
     PHOTO_TOO_LARGE = "photo_too_large", 413, "Export the photo smaller and upload it again."
@@ -124,6 +136,12 @@ class ErrorCode(enum.Enum):
     PHOTO_TOO_MANY_PIXELS = "photo_too_many_pixels", 422, "Export the photo at a lower resolution."
     PHOTO_TOO_COMPLEX = "photo_too_complex", 422, "Export the photo again from a photo app."
     PHOTO_TOO_SLOW = "photo_too_slow", 422, "Export the photo again, smaller, as a JPEG."
+    # 429: a limit of ours.
+    PREVIEW_LIMIT_REACHED = (
+        "preview_limit_reached",
+        429,
+        "Ask for fewer pictures, or again tomorrow (the limit resets at 00:00 UTC).",
+    )
     # 500: our fault; nothing the caller can change.
     MISCONFIGURED = (
         "misconfigured",

@@ -12,6 +12,8 @@ behaviour (`tests/sql/test_job_store_contract.py` for the job store).
 - `PhotoStore`: the private photo bucket.
 - `Trainer`: Replicate (Files API, the destination model, trainings).
 - `Notifier`: the completion notice.
+- `PreviewStore`: the `twin_previews` rows (one a picture) and the owner's daily count.
+- `Predictor`: Replicate predictions on a trained version, and their outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
+from shared.domain.previews import PredictionInfo, Preview, PreviewStatus
 from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin
@@ -71,6 +74,11 @@ class JobStore(Protocol):
 
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         """Trainings that ended after `finished_after` whose notice is not sent, oldest first."""
+        ...
+
+    def list_without_previews(self, completed_after: datetime, limit: int) -> list[Job]:
+        """Completed jobs since `completed_after` whose preview set was never made (its maker
+        died first), oldest first; jobs being deleted are left out."""
         ...
 
     def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
@@ -187,6 +195,11 @@ class PhotoStore(Protocol):
         """A URL and token with which a browser can put one object at `path`."""
         ...
 
+    def signed_urls(self, paths: Sequence[str], expires_in: int) -> dict[str, str]:
+        """Absolute download URLs valid for `expires_in` seconds, one round trip for all; a
+        path whose object is missing is left out."""
+        ...
+
 
 @dataclass(frozen=True)
 class SignedUpload:
@@ -264,4 +277,79 @@ class NoticeUndeliverable(Exception):
 class Notifier(Protocol):
     def send(self, notice: CompletionNotice) -> None:
         """Deliver the notice; NoticeUndeliverable when retrying cannot help."""
+        ...
+
+
+class PreviewStore(Protocol):
+    def insert_set(self, rows: Sequence[dict[str, Any]]) -> list[Preview]:
+        """Insert the pictures of a set (our own ids: rows already there stay as they are);
+        every row of the set as it stands."""
+        ...
+
+    def request_on_demand(
+        self, user_id: UUID, rows: Sequence[dict[str, Any]], per_day: int, now: datetime
+    ) -> tuple[bool, int]:
+        """Insert an on-demand set if the owner's pictures today (UTC) plus these stay within
+        `per_day` (atomic across callers; a set inserted already is not counted twice);
+        (inserted or there already, pictures today)."""
+        ...
+
+    def get(self, preview_id: UUID) -> Preview | None: ...
+
+    def claim(
+        self, preview_id: UUID, expected: UUID | None, token: UUID, now: datetime
+    ) -> Preview | None:
+        """Take a pending picture's claim if its token is still `expected`; None otherwise."""
+        ...
+
+    def update(
+        self,
+        preview_id: UUID,
+        changes: dict[str, Any],
+        *,
+        expect_status: PreviewStatus | None = PreviewStatus.PENDING,
+        expect_claim: UUID | None = None,
+    ) -> Preview | None:
+        """Apply `changes` if the row still matches; None when it did not (or is gone)."""
+        ...
+
+    def for_jobs(self, job_ids: Sequence[UUID]) -> list[Preview]:
+        """The pictures of these versions that are not deleted."""
+        ...
+
+    def list_unfinished(self, limit: int) -> list[Preview]:
+        """Pending pictures not deleted, least recently touched first."""
+        ...
+
+
+class Predictor(Protocol):
+    def create_prediction(
+        self,
+        version: str,
+        input: dict[str, Any],
+        webhook: str | None,
+        *,
+        wait_seconds: int,
+        cancel_after_seconds: int,
+    ) -> PredictionInfo:
+        """Start a prediction on `version` (owner/name:id); with `wait_seconds`, Replicate
+        holds the answer until it is done or that time passes. Repeated only after a refusal
+        that proves it did not land."""
+        ...
+
+    def get_prediction(self, prediction_id: str) -> PredictionInfo | None:
+        """None when Replicate does not know the id (404)."""
+        ...
+
+    def find_prediction(
+        self, version: str, input: dict[str, Any], created_after: datetime
+    ) -> PredictionInfo | None:
+        """The prediction on `version` with this seed and prompt, if one was created (crash
+        recovery)."""
+        ...
+
+    def cancel_prediction(self, prediction_id: str) -> PredictionInfo | None: ...
+
+    def fetch_output(self, url: str) -> bytes:
+        """The bytes of an output file (a replicate.delivery URL, gone after an hour)."""
         ...

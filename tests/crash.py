@@ -1,7 +1,7 @@
 """Crash injection: a function dying between two steps (killed, out of memory, timed out).
 
 `Boundaries` wraps the components of one invocation (the job and twin stores, the training
-queue, the photo store, the trainer); every call through them is a step boundary before it (the call never happens) and
+queue, the photo store, the trainer, the preview store and the predictor); every call through them is a step boundary before it (the call never happens) and
 after it (it happened, but nobody learnt the answer). At boundary number `target` it raises
 `Crash`, which no `except Exception` in the code under test can swallow.
 """
@@ -64,4 +64,6 @@ class Boundaries:
             queue=self.wrap(deps.queue),
             photos=self.wrap(deps.photos),
             trainer=self.wrap(deps.trainer),
+            previews=self.wrap(deps.previews),
+            predictor=self.wrap(deps.predictor),
         )

@@ -25,6 +25,7 @@ from shared.domain.history import ProgressPoint
 from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.phases import TRAINING_PHASES, Phase, later
+from shared.domain.previews import PredictionInfo, Preview, PreviewKind, PreviewStatus
 from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
@@ -71,6 +72,7 @@ class InMemoryJobStore:
         self.points: dict[UUID, dict[int, ProgressPoint]] = {}
         self.erasures: dict[UUID, dict[str, Any]] = {}
         self.photo_store: InMemoryPhotoStore | None = None  # storage.objects, for the orphan query
+        self.preview_store: InMemoryPreviewStore | None = None  # set by InMemoryPreviewStore(jobs)
 
     def orphan_photo_objects(self, older_than: datetime, limit: int) -> list[str]:
         """Like the database's `orphan_photo_objects`: bucket objects with no job row for their
@@ -83,6 +85,7 @@ class InMemoryJobStore:
                 for r in self.rows.values()
                 if r["photos_deleted_at"] is None
             }
+        pictures = self.preview_store.stored_paths() if self.preview_store else set()
         store = self.photo_store
         long_ago = datetime.min.replace(tzinfo=UTC)  # put straight into `objects` by a test
 
@@ -92,7 +95,9 @@ class InMemoryJobStore:
         names = [
             name
             for name in sorted(store.objects, key=created)
-            if created(name) < older_than and tuple(name.split("/")[:2]) not in live
+            if created(name) < older_than
+            and tuple(name.split("/")[:2]) not in live
+            and name not in pictures
         ]
         return names[:limit]
 
@@ -312,6 +317,21 @@ class InMemoryJobStore:
 
         return [job for job in jobs if owes(job)][:limit]
 
+    def list_without_previews(self, completed_after: datetime, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = [Job.model_validate(r) for r in self.rows.values()]
+        due = [
+            j
+            for j in jobs
+            if j.status is JobStatus.COMPLETED
+            and j.previews_requested_at is None
+            and j.deletion_requested_at is None
+            and j.completed_at is not None
+            and j.completed_at >= completed_after
+        ]
+        due.sort(key=lambda j: j.completed_at or completed_after)
+        return due[:limit]
+
     def list_unnotified(self, finished_after: datetime, limit: int) -> list[Job]:
         with self.lock:
             jobs = [Job.model_validate(r) for r in self.rows.values()]
@@ -332,6 +352,8 @@ class InMemoryJobStore:
         with self.lock:
             self.rows.pop(job_id, None)
             self.points.pop(job_id, None)  # on delete cascade
+            if self.preview_store is not None:
+                self.preview_store.cascade({job_id})
 
     def recent_timelines(self, limit: int) -> list[FinishedTimeline]:
         with self.lock:
@@ -669,6 +691,14 @@ class InMemoryPhotoStore:
             expires_at=datetime.now(UTC) + timedelta(hours=2),
         )
 
+    def signed_urls(self, paths: Sequence[str], expires_in: int) -> dict[str, str]:
+        expires = int((datetime.now(UTC) + timedelta(seconds=expires_in)).timestamp())
+        return {
+            p: f"memory://training-photos/{p}?token=signed&exp={expires}"
+            for p in paths
+            if p in self.objects
+        }
+
     def put_signed(self, token: str, data: bytes) -> None:
         """What a browser's PUT to a signed upload URL does."""
         self._store(self.signed[token], data)
@@ -767,3 +797,238 @@ class FakeTrainer:
 
     def set(self, training_id: str, **fields: Any) -> None:
         self.trainings[training_id] = self.trainings[training_id].model_copy(update=fields)
+
+
+_PREVIEW_IDENTITY = ("id", "job_id", "user_id", "set_id", "slot", "kind", "model_version", "seed")
+
+
+class InMemoryPreviewStore:
+    """`twin_previews` with the database's rules: identity never changes, a final status stays,
+    a recorded prediction stays, a ready picture has its object; the owner's daily count."""
+
+    def __init__(self, jobs: InMemoryJobStore) -> None:
+        self.jobs = jobs
+        self.rows: dict[UUID, dict[str, Any]] = {}
+        self.lock = threading.RLock()
+        jobs.preview_store = self  # the orphan query and the account cascade read these rows
+
+    def stored_paths(self) -> set[str]:
+        with self.lock:
+            return {
+                r["storage_path"]
+                for r in self.rows.values()
+                if r["storage_path"] and r["deleted_at"] is None
+            }
+
+    def cascade(self, job_ids: set[UUID]) -> None:
+        """The foreign key's `on delete cascade`: the jobs' rows went, so do their pictures."""
+        with self.lock:
+            for pid in [p for p, r in self.rows.items() if r["job_id"] in job_ids]:
+                del self.rows[pid]
+
+    def _make(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+        data = {"created_at": now, "updated_at": now, "status": PreviewStatus.PENDING, **row}
+        return Preview.model_validate(data).model_dump()
+
+    def insert_set(self, rows: Sequence[dict[str, Any]]) -> list[Preview]:
+        with self.lock:
+            now = datetime.now(UTC)
+            for row in rows:
+                if row["id"] not in self.rows:
+                    assert row["job_id"] in self.jobs.rows, "foreign key: no such job"
+                    self.rows[row["id"]] = self._make(row, now)
+            return [Preview.model_validate(self.rows[r["id"]]) for r in rows]
+
+    def request_on_demand(
+        self, user_id: UUID, rows: Sequence[dict[str, Any]], per_day: int, now: datetime
+    ) -> tuple[bool, int]:
+        with self.lock:
+            day = _day_of(now)
+            used = sum(
+                1
+                for r in self.rows.values()
+                if r["user_id"] == user_id
+                and r["kind"] is PreviewKind.ON_DEMAND
+                and day <= r["created_at"] < day + timedelta(days=1)
+            )
+            if any(r["set_id"] == rows[0]["set_id"] for r in self.rows.values()):
+                return True, used
+            if used + len(rows) > per_day:
+                return False, used
+            for row in rows:
+                self.rows[row["id"]] = self._make({**row, "created_at": now}, now)
+            return True, used + len(rows)
+
+    def get(self, preview_id: UUID) -> Preview | None:
+        with self.lock:
+            row = self.rows.get(preview_id)
+            return Preview.model_validate(row) if row else None
+
+    def claim(
+        self, preview_id: UUID, expected: UUID | None, token: UUID, now: datetime
+    ) -> Preview | None:
+        with self.lock:
+            row = self.rows.get(preview_id)
+            if (
+                row is None
+                or row["status"] is not PreviewStatus.PENDING
+                or row["prediction_id"] is not None
+                or row["deleted_at"] is not None
+                or row["claim_token"] != expected
+            ):
+                return None
+            return self._write(row, {"claim_token": token, "claimed_at": now})
+
+    def _write(self, row: dict[str, Any], changes: dict[str, Any]) -> Preview:
+        new = {**row, **changes, "updated_at": datetime.now(UTC)}
+        if any(new[k] != row[k] for k in _PREVIEW_IDENTITY):
+            raise AppError(ErrorCode.JOB_STATE_CHANGED, "a preview's identity never changes")
+        if row["status"] is not PreviewStatus.PENDING and new["status"] != row["status"]:
+            raise AppError(ErrorCode.JOB_STATE_CHANGED, "a preview's final status stays")
+        if row["prediction_id"] is not None and new["prediction_id"] != row["prediction_id"]:
+            raise AppError(ErrorCode.JOB_STATE_CHANGED, "a preview's prediction never changes")
+        preview = Preview.model_validate(new)
+        if (
+            preview.status is PreviewStatus.READY
+            and preview.storage_path is None
+            and preview.deleted_at is None
+        ):
+            raise AppError(ErrorCode.JOB_STATE_CHANGED, "a ready preview is stored")
+        if (preview.status is PreviewStatus.FAILED) != (preview.failure_code is not None):
+            raise AppError(ErrorCode.JOB_STATE_CHANGED, "a failed preview says why")
+        self.rows[preview.id] = preview.model_dump()
+        return preview
+
+    def update(
+        self,
+        preview_id: UUID,
+        changes: dict[str, Any],
+        *,
+        expect_status: PreviewStatus | None = PreviewStatus.PENDING,
+        expect_claim: UUID | None = None,
+    ) -> Preview | None:
+        with self.lock:
+            row = self.rows.get(preview_id)
+            if row is None:
+                return None
+            if expect_status is not None and row["status"] != expect_status:
+                return None
+            if expect_claim is not None and row["claim_token"] != expect_claim:
+                return None
+            return self._write(row, changes)
+
+    def for_jobs(self, job_ids: Sequence[UUID]) -> list[Preview]:
+        with self.lock:
+            rows = [
+                r for r in self.rows.values() if r["job_id"] in job_ids and r["deleted_at"] is None
+            ]
+            rows.sort(key=lambda r: (r["created_at"], r["slot"]))
+            return [Preview.model_validate(r) for r in rows]
+
+    def list_unfinished(self, limit: int) -> list[Preview]:
+        with self.lock:
+            rows = [
+                r
+                for r in self.rows.values()
+                if r["status"] is PreviewStatus.PENDING and r["deleted_at"] is None
+            ]
+            rows.sort(key=lambda r: r["updated_at"])
+            return [Preview.model_validate(r) for r in rows[:limit]]
+
+
+# A tiny valid WebP (RIFF....WEBP) a fake prediction "returns".
+FAKE_WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00"
+
+
+class FakePredictor:
+    """Replicate predictions as a dict; `created` is what a bill would count. By default a
+    prediction succeeds at once (as a create with `Prefer: wait` returns it); `mode` switches
+    the next ones to "running" (still processing), "nsfw" or "fail"."""
+
+    def __init__(self) -> None:
+        self.predictions: dict[str, PredictionInfo] = {}
+        self.created = 0
+        self.canceled: list[str] = []
+        self.fetched = 0
+        self.lock = threading.Lock()
+        self.mode = "succeed"
+        self.fail_create_with: Exception | None = None
+        self.outputs: dict[str, bytes] = {}
+
+    def create_prediction(
+        self,
+        version: str,
+        input: dict[str, Any],
+        webhook: str | None,
+        *,
+        wait_seconds: int,
+        cancel_after_seconds: int,
+    ) -> PredictionInfo:
+        if self.fail_create_with is not None:
+            raise self.fail_create_with
+        with self.lock:
+            self.created += 1
+            pid = uuid.uuid4().hex[:26]
+            now = datetime.now(UTC)
+            status = {"succeed": "succeeded", "running": "processing"}.get(self.mode, "failed")
+            error = {
+                "nsfw": "All generated images contained NSFW content. Try running it again "
+                "with a different prompt.",
+                "fail": "CUDA out of memory",
+            }.get(self.mode)
+            url = f"https://replicate.delivery/fake/{pid}/out-0.webp"
+            self.outputs[url] = FAKE_WEBP
+            prediction = PredictionInfo(
+                id=pid,
+                status=status,
+                version=version.rsplit(":", 1)[-1],
+                input=dict(input),
+                output=[url] if status == "succeeded" else None,
+                error=error,
+                created_at=now,
+                completed_at=now if status != "processing" else None,
+                metrics={"predict_time": 8.0} if status != "processing" else {},
+            )
+            self.predictions[pid] = prediction
+            return prediction
+
+    def get_prediction(self, prediction_id: str) -> PredictionInfo | None:
+        return self.predictions.get(prediction_id)
+
+    def find_prediction(
+        self, version: str, input: dict[str, Any], created_after: datetime
+    ) -> PredictionInfo | None:
+        for p in self.predictions.values():
+            if p.input.get("seed") == input.get("seed") and p.input.get("prompt") == input.get(
+                "prompt"
+            ):
+                return p
+        return None
+
+    def cancel_prediction(self, prediction_id: str) -> PredictionInfo | None:
+        p = self.predictions.get(prediction_id)
+        if p is None:
+            return None
+        self.canceled.append(prediction_id)
+        if not p.is_terminal:
+            p = p.model_copy(update={"status": "canceled", "completed_at": datetime.now(UTC)})
+            self.predictions[prediction_id] = p
+        return p
+
+    def fetch_output(self, url: str) -> bytes:
+        self.fetched += 1
+        return self.outputs[url]
+
+    def finish(self, prediction_id: str, status: str = "succeeded", **fields: Any) -> None:
+        """A running prediction ends now."""
+        p = self.predictions[prediction_id]
+        url = f"https://replicate.delivery/fake/{prediction_id}/out-0.webp"
+        self.outputs[url] = FAKE_WEBP
+        update = {
+            "status": status,
+            "completed_at": datetime.now(UTC),
+            "metrics": {"predict_time": 8.0},
+            "output": [url] if status == "succeeded" else None,
+            **fields,
+        }
+        self.predictions[prediction_id] = p.model_copy(update=update)

@@ -22,6 +22,7 @@ from shared import contract
 from shared.contract import Auth, Route
 from shared.domain.job import FailureCode, JobStatus
 from shared.domain.phases import Phase
+from shared.domain.previews import PreviewFailure, PreviewKind, PreviewStatus, SetStatus
 from shared.domain.queue import HeldBy
 from shared.domain.training import TrainingInfo
 from shared.errors import ErrorCode
@@ -265,7 +266,49 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         contract.TwinDeletionResponse: contract.TwinDeletionResponse(
             twin_id=TWIN, deleted=True, deletion_requested_at=AT, deleted_at=AT
         ),
+        contract.PreviewRequest: contract.PreviewRequest(style="watercolor", count=2),
+        contract.PreviewSetView: PREVIEW_SET,
+        contract.PreviewWebhookResponse: contract.PreviewWebhookResponse(
+            preview_id=UUID("5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b"), status=PreviewStatus.READY
+        ),
     }
+
+
+PREVIEW_SET = contract.PreviewSetView(
+    set_id=UUID("0c4b6a8e-2f1d-4e3c-9b5a-7d6e8f9a0b1c"),
+    kind=PreviewKind.ON_DEMAND,
+    style="watercolor",
+    status=SetStatus.PARTLY_READY,
+    ready=1,
+    total=2,
+    created_at=AT,
+    pictures=[
+        contract.PreviewPicture(
+            preview_id=UUID("5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b"),
+            slot=0,
+            status=PreviewStatus.READY,
+            url="https://<project>.supabase.co/storage/v1/object/sign/training-photos/<user>/"
+            "previews/<job>/<preview>.webp?token=<signed token>",
+            url_expires_at=AT + timedelta(minutes=15),
+            content_type="image/webp",
+            prompt="portrait of TOK as an anthropomorphic fox character, fluffy orange fur, "
+            "watercolor painting style, expressive eyes, full head and shoulders",
+            error_code=None,
+            error_message=None,
+        ),
+        contract.PreviewPicture(
+            preview_id=UUID("6f2e3d4c-5b6a-4798-8d9c-8b7a6f5e4d3c"),
+            slot=1,
+            status=PreviewStatus.FAILED,
+            url=None,
+            url_expires_at=None,
+            content_type=None,
+            prompt="TOK as an anthropomorphic fox character exploring a sunlit forest",
+            error_code=PreviewFailure.UNSAFE,
+            error_message="The picture was flagged as unsafe, so it was not kept.",
+        ),
+    ],
+)
 
 
 def bodies(routes: list[Route]) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:

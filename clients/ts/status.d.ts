@@ -145,6 +145,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/twins/{twinId}/previews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * New pictures of the twin's active version, in a style (at most PREVIEWS_PER_DAY a day)
+         * @description 200 when every picture is made already, 202 while some are still coming (read them in GET /twins/{twinId}: versions[].previews). A repeated requestId answers the same set and counts once. Each picture counts toward the owner's daily limit.
+         */
+        post: operations["requestPreviews"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhooks/replicate": {
         parameters: {
             query?: never;
@@ -159,6 +179,26 @@ export interface paths {
          * @description Standard Webhooks signature over the raw body (webhook-id, webhook-timestamp, webhook-signature), 5-minute tolerance; the training must be the job's.
          */
         post: operations["replicateWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/replicate/previews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replicate's prediction webhook for one preview (Replicate only)
+         * @description Standard Webhooks signature over the raw body; the prediction must be the preview's (or match its version, seed and prompt).
+         */
+        post: operations["replicatePreviewWebhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -285,6 +325,76 @@ export interface components {
          */
         Phase: "uploading" | "waiting" | "preparing_gpu" | "reading_photos" | "training" | "saving" | "done" | "failed" | "canceled";
         /**
+         * PreviewFailure
+         * @enum {string}
+         */
+        PreviewFailure: "unsafe" | "timed_out" | "prediction_failed" | "output_lost" | "deleted";
+        /**
+         * PreviewKind
+         * @enum {string}
+         */
+        PreviewKind: "completion" | "on_demand";
+        /**
+         * PreviewPicture
+         * @description One preview: a signed URL to our private copy once ready (never a Replicate URL).
+         */
+        PreviewPicture: {
+            /** Format: uuid */
+            previewId: string;
+            slot: number;
+            status: components["schemas"]["PreviewStatus"];
+            url: string | null;
+            urlExpiresAt: string | null;
+            contentType: string | null;
+            prompt: string;
+            errorCode: components["schemas"]["PreviewFailure"] | null;
+            errorMessage: string | null;
+        };
+        /**
+         * PreviewRequest
+         * @description Body of POST /twins/{twinId}/previews: new pictures of the active version.
+         */
+        PreviewRequest: {
+            /**
+             * @description One of digital_art, cartoon, anime, watercolor, 3d_render, comic, pixel_art, realistic, or the twin's own hybridStyle; none: the twin's hybridStyle.
+             * @default null
+             */
+            style?: string | null;
+            /** @default 4 */
+            count?: number;
+            /** @default null */
+            requestId?: string | null;
+            /** @default null */
+            userId?: string | null;
+        };
+        /**
+         * PreviewSetView
+         * @description A set of previews: the version's first pictures (kind `completion`) or one request.
+         */
+        PreviewSetView: {
+            /** Format: uuid */
+            setId: string;
+            kind: components["schemas"]["PreviewKind"];
+            style: string | null;
+            status: components["schemas"]["SetStatus"];
+            ready: number;
+            total: number;
+            /** Format: date-time */
+            createdAt: string;
+            pictures: components["schemas"]["PreviewPicture"][];
+        };
+        /**
+         * PreviewStatus
+         * @enum {string}
+         */
+        PreviewStatus: "pending" | "ready" | "failed";
+        /** PreviewWebhookResponse */
+        PreviewWebhookResponse: {
+            /** Format: uuid */
+            previewId: string;
+            status: components["schemas"]["PreviewStatus"];
+        };
+        /**
          * ProgressHistory
          * @description A job's history as parallel arrays (compact: at most 200 entries each, ~5 KB): the
          *     seconds after `startedAt` (when the training phase began), the step, the mean loss of the
@@ -308,6 +418,12 @@ export interface components {
             estimatedStartAt: string;
             message: string;
         };
+        /**
+         * SetStatus
+         * @description What a person reads of a set: still coming, all there, some there, none.
+         * @enum {string}
+         */
+        SetStatus: "pending" | "ready" | "partly_ready" | "failed";
         /**
          * StatusRequest
          * @description Body of check_training_status's POST: `history: true` adds the progress history.
@@ -345,6 +461,8 @@ export interface components {
             history: components["schemas"]["ProgressHistory"] | null;
             /** @default null */
             queue: components["schemas"]["QueueView"] | null;
+            /** @default null */
+            previews: components["schemas"]["PreviewSetView"] | null;
         };
         /**
          * TrainingInfo
@@ -434,12 +552,13 @@ export interface components {
             modelVersion: string | null;
             errorCode: components["schemas"]["FailureCode"] | null;
             errorMessage: string | null;
+            previews: components["schemas"]["PreviewSetView"][];
         };
         /**
          * @description Every code this API answers (docs/api.md: what each means).
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "missing_field" | "invalid_job_id" | "invalid_twin_id" | "bad_multipart" | "invalid_cursor" | "bad_webhook" | "missing_token" | "invalid_token" | "token_expired" | "bad_signature" | "stale_webhook" | "user_mismatch" | "job_not_found" | "twin_not_found" | "version_not_found" | "route_not_found" | "method_not_allowed" | "job_state_changed" | "job_finished" | "job_failed" | "upload_incomplete" | "upload_expired" | "upload_failed" | "training_mismatch" | "twin_busy" | "twin_deleting" | "twin_state_changed" | "version_not_ready" | "version_active" | "payload_too_large" | "photo_too_large" | "photos_too_large" | "unsupported_media_type" | "not_an_image" | "unsupported_image_type" | "invalid_field" | "too_few_photos" | "too_many_photos" | "duplicate_photo" | "empty_file" | "corrupt_image" | "animated_image" | "photo_too_small" | "photo_too_narrow" | "photo_too_many_pixels" | "photo_too_complex" | "photo_too_slow" | "misconfigured" | "internal_error" | "upstream_unavailable" | "upstream_throttled" | "token_check_unavailable" | "webhooks_disabled";
+        ErrorCode: "invalid_json" | "missing_field" | "invalid_job_id" | "invalid_twin_id" | "bad_multipart" | "invalid_cursor" | "bad_webhook" | "missing_token" | "invalid_token" | "token_expired" | "bad_signature" | "stale_webhook" | "user_mismatch" | "job_not_found" | "twin_not_found" | "version_not_found" | "preview_not_found" | "route_not_found" | "method_not_allowed" | "job_state_changed" | "job_finished" | "job_failed" | "upload_incomplete" | "upload_expired" | "upload_failed" | "training_mismatch" | "twin_busy" | "twin_deleting" | "twin_state_changed" | "version_not_ready" | "version_active" | "no_active_version" | "previews_off" | "prediction_mismatch" | "payload_too_large" | "photo_too_large" | "photos_too_large" | "unsupported_media_type" | "not_an_image" | "unsupported_image_type" | "invalid_field" | "too_few_photos" | "too_many_photos" | "duplicate_photo" | "empty_file" | "corrupt_image" | "animated_image" | "photo_too_small" | "photo_too_narrow" | "photo_too_many_pixels" | "photo_too_complex" | "photo_too_slow" | "preview_limit_reached" | "misconfigured" | "internal_error" | "upstream_unavailable" | "upstream_throttled" | "token_check_unavailable" | "webhooks_disabled";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -518,7 +637,8 @@ export interface operations {
                      *           1.43
                      *         ]
                      *       },
-                     *       "queue": null
+                     *       "queue": null,
+                     *       "previews": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -717,7 +837,8 @@ export interface operations {
                      *           1.43
                      *         ]
                      *       },
-                     *       "queue": null
+                     *       "queue": null,
+                     *       "previews": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -1109,7 +1230,8 @@ export interface operations {
                      *           1.43
                      *         ]
                      *       },
-                     *       "queue": null
+                     *       "queue": null,
+                     *       "previews": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -1695,7 +1817,8 @@ export interface operations {
                      *               "completedAt": "2026-12-01T10:11:00Z",
                      *               "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *               "errorCode": null,
-                     *               "errorMessage": null
+                     *               "errorMessage": null,
+                     *               "previews": []
                      *             },
                      *             {
                      *               "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
@@ -1709,7 +1832,8 @@ export interface operations {
                      *               "completedAt": "2026-12-04T09:51:00Z",
                      *               "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *               "errorCode": null,
-                     *               "errorMessage": null
+                     *               "errorMessage": null,
+                     *               "previews": []
                      *             }
                      *           ]
                      *         }
@@ -1824,7 +1948,8 @@ export interface operations {
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         },
                      *         {
                      *           "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
@@ -1838,7 +1963,8 @@ export interface operations {
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         }
                      *       ]
                      *     }
@@ -2153,7 +2279,8 @@ export interface operations {
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         },
                      *         {
                      *           "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
@@ -2167,7 +2294,8 @@ export interface operations {
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         }
                      *       ]
                      *     }
@@ -2391,7 +2519,8 @@ export interface operations {
                      *           "completedAt": "2026-12-01T10:11:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:9e1a5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         },
                      *         {
                      *           "jobId": "6f1c2a8e-3b7d-4c55-9a41-2e8d0c3b9f10",
@@ -2405,7 +2534,8 @@ export interface operations {
                      *           "completedAt": "2026-12-04T09:51:00Z",
                      *           "modelVersion": "flurrty/flurrty-twins:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
                      *           "errorCode": null,
-                     *           "errorMessage": null
+                     *           "errorMessage": null,
+                     *           "previews": []
                      *         }
                      *       ]
                      *     }
@@ -2580,6 +2710,298 @@ export interface operations {
             };
         };
     };
+    requestPreviews: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The twin's id (a UUID). */
+                twinId: string;
+            };
+            cookie?: never;
+        };
+        /** @description At most 65536 bytes (413 `payload_too_large` above). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "style": "watercolor",
+                 *       "count": 2,
+                 *       "requestId": null,
+                 *       "userId": null
+                 *     }
+                 */
+                "application/json": components["schemas"]["PreviewRequest"];
+            };
+        };
+        responses: {
+            /** @description A set of previews: the version's first pictures (kind `completion`) or one request. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "setId": "0c4b6a8e-2f1d-4e3c-9b5a-7d6e8f9a0b1c",
+                     *       "kind": "on_demand",
+                     *       "style": "watercolor",
+                     *       "status": "partly_ready",
+                     *       "ready": 1,
+                     *       "total": 2,
+                     *       "createdAt": "2026-12-04T10:00:00Z",
+                     *       "pictures": [
+                     *         {
+                     *           "previewId": "5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b",
+                     *           "slot": 0,
+                     *           "status": "ready",
+                     *           "url": "https://<project>.supabase.co/storage/v1/object/sign/training-photos/<user>/previews/<job>/<preview>.webp?token=<signed token>",
+                     *           "urlExpiresAt": "2026-12-04T10:15:00Z",
+                     *           "contentType": "image/webp",
+                     *           "prompt": "portrait of TOK as an anthropomorphic fox character, fluffy orange fur, watercolor painting style, expressive eyes, full head and shoulders",
+                     *           "errorCode": null,
+                     *           "errorMessage": null
+                     *         },
+                     *         {
+                     *           "previewId": "6f2e3d4c-5b6a-4798-8d9c-8b7a6f5e4d3c",
+                     *           "slot": 1,
+                     *           "status": "failed",
+                     *           "url": null,
+                     *           "urlExpiresAt": null,
+                     *           "contentType": null,
+                     *           "prompt": "TOK as an anthropomorphic fox character exploring a sunlit forest",
+                     *           "errorCode": "unsafe",
+                     *           "errorMessage": "The picture was flagged as unsafe, so it was not kept."
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PreviewSetView"];
+                };
+            };
+            /** @description A set of previews: the version's first pictures (kind `completion`) or one request. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "setId": "0c4b6a8e-2f1d-4e3c-9b5a-7d6e8f9a0b1c",
+                     *       "kind": "on_demand",
+                     *       "style": "watercolor",
+                     *       "status": "partly_ready",
+                     *       "ready": 1,
+                     *       "total": 2,
+                     *       "createdAt": "2026-12-04T10:00:00Z",
+                     *       "pictures": [
+                     *         {
+                     *           "previewId": "5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b",
+                     *           "slot": 0,
+                     *           "status": "ready",
+                     *           "url": "https://<project>.supabase.co/storage/v1/object/sign/training-photos/<user>/previews/<job>/<preview>.webp?token=<signed token>",
+                     *           "urlExpiresAt": "2026-12-04T10:15:00Z",
+                     *           "contentType": "image/webp",
+                     *           "prompt": "portrait of TOK as an anthropomorphic fox character, fluffy orange fur, watercolor painting style, expressive eyes, full head and shoulders",
+                     *           "errorCode": null,
+                     *           "errorMessage": null
+                     *         },
+                     *         {
+                     *           "previewId": "6f2e3d4c-5b6a-4798-8d9c-8b7a6f5e4d3c",
+                     *           "slot": 1,
+                     *           "status": "failed",
+                     *           "url": null,
+                     *           "urlExpiresAt": null,
+                     *           "contentType": null,
+                     *           "prompt": "TOK as an anthropomorphic fox character exploring a sunlit forest",
+                     *           "errorCode": "unsafe",
+                     *           "errorMessage": "The picture was flagged as unsafe, so it was not kept."
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PreviewSetView"];
+                };
+            };
+            /**
+             * @description - `invalid_json`: Send a JSON object (and customizationData as one).
+             *     - `invalid_twin_id`: Send the twinId you were given (a UUID).
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_json" | "invalid_twin_id";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `missing_token`: Sign in and send `Authorization: Bearer <access token>`.
+             *     - `invalid_token`: Sign in again and send the new access token unchanged.
+             *     - `token_expired`: Refresh the session (or sign in again), then retry.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "missing_token" | "invalid_token" | "token_expired";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `user_mismatch`: Leave userId out, or send the signed-in user's own id. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "user_mismatch";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `twin_not_found`: Check the twinId; a deleted or foreign twin is not found. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "twin_not_found";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `no_active_version`: Wait until a version of the twin has completed training, then ask again.
+             *     - `previews_off`: Pictures on demand are switched off on this deployment.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "no_active_version" | "previews_off";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `payload_too_large`: Send less; for large photos use POST /uploads. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "payload_too_large";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `invalid_field`: Fix the field the message names. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_field";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `preview_limit_reached`: Ask for fewer pictures, or again tomorrow (the limit resets at 00:00 UTC). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "preview_limit_reached";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `misconfigured`: Nothing to change on your side; the operators are alerted.
+             *     - `internal_error`: Try again; if it keeps failing, report it.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "misconfigured" | "internal_error";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `upstream_unavailable`: Try again in a little while.
+             *     - `upstream_throttled`: Try again in a minute.
+             *     - `token_check_unavailable`: Retry shortly with the same token.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "upstream_unavailable" | "upstream_throttled" | "token_check_unavailable";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
     replicateWebhook: {
         parameters: {
             query: {
@@ -2666,7 +3088,8 @@ export interface operations {
                      *           1.43
                      *         ]
                      *       },
-                     *       "queue": null
+                     *       "queue": null,
+                     *       "previews": null
                      *     }
                      */
                     "application/json": components["schemas"]["StatusResponse"];
@@ -2739,6 +3162,159 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "job_state_changed" | "training_mismatch";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `misconfigured`: Nothing to change on your side; the operators are alerted.
+             *     - `internal_error`: Try again; if it keeps failing, report it.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "misconfigured" | "internal_error";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `upstream_unavailable`: Try again in a little while.
+             *     - `webhooks_disabled`: Replicate only: this deployment takes no webhooks.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "upstream_unavailable" | "webhooks_disabled";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    replicatePreviewWebhook: {
+        parameters: {
+            query: {
+                /** @description The preview's id (a UUID). */
+                previewId: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "previewId": "5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b",
+                     *       "status": "ready"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PreviewWebhookResponse"];
+                };
+            };
+            /**
+             * @description - `missing_field`: Add the field the message names.
+             *     - `bad_webhook`: Replicate only: send the Standard Webhooks headers and a training.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "missing_field" | "bad_webhook";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /**
+             * @description - `bad_signature`: Replicate only: sign the webhook with the account's secret.
+             *     - `stale_webhook`: Replicate only: deliver within 5 minutes of signing.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "bad_signature" | "stale_webhook";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `preview_not_found`: Replicate only: the webhook names no preview. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "preview_not_found";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `prediction_mismatch`: Replicate only: the webhook names another prediction. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "prediction_mismatch";
+                            /** @description A sentence a person can act on. */
+                            message: string;
+                        };
+                    };
+                };
+            };
+            /** @description - `invalid_field`: Fix the field the message names. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_field";
                             /** @description A sentence a person can act on. */
                             message: string;
                         };

@@ -1,7 +1,8 @@
 """check_training_status: a job's status (GET /?jobId=[&history=1], POST /), the owner's job list
 (GET /jobs), cancel (POST /cancel) and delete (DELETE /?jobId=, POST /delete), the owner's twins
-(GET /twins, GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active), Replicate's webhooks
-(POST /webhooks/replicate?jobId=) and the scheduled sweep of every active job. The routes, their
+(GET /twins, GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active, POST
+/twins/<twinId>/previews), Replicate's webhooks (POST /webhooks/replicate?jobId=, POST
+/webhooks/replicate/previews?previewId=) and the scheduled sweep of every active job. The routes, their
 bodies and error codes: `shared.contract`."""
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from shared.api import requests
 from shared.contract import (
     ActivateRequest,
     DeletionResponse,
+    PreviewRequest,
+    PreviewSetView,
+    PreviewWebhookResponse,
     StatusRequest,
     TwinDeletionResponse,
     TwinListResponse,
@@ -27,6 +31,8 @@ from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
 from shared.services.listing import list_jobs
+from shared.services.preview_requests import request_previews
+from shared.services.previews import apply_preview_webhook, signed_sets
 from shared.services.privacy import cancel_job, delete_job
 from shared.services.status import apply_webhook, get_status, status_answer
 from shared.services.sweep import sweep_all
@@ -148,7 +154,33 @@ def _twin_id(raw: str) -> UUID:
 
 
 def _twin(view: TwinView) -> TwinResponse:
-    return TwinResponse.of(view.twin, view.versions)
+    signed = view.previews
+    if signed is None:
+        return TwinResponse.of(view.twin, view.versions)
+    return TwinResponse.of(view.twin, view.versions, signed.sets, signed.urls, signed.expires_at)
+
+
+@app.handle(contract.REQUEST_PREVIEWS)
+def twin_previews(twin_id: str) -> Any:
+    who, body = requests.json_request(app)
+    request = requests.parse_model(PreviewRequest, body)
+    deps = bootstrap.deps(requests.deadline(app))
+    made = request_previews(who.user_id, _twin_id(twin_id), request, deps)
+    signed = signed_sets([made.pictures[0].job_id], deps)
+    view = next(s for s in signed.of(made.pictures[0].job_id) if s.set_id == made.set_id)
+    answer = PreviewSetView.of_set(view, signed.urls, signed.expires_at)
+    assert answer is not None
+    return api.respond(202 if answer.status == "pending" else 200, answer)
+
+
+@app.handle(contract.PREVIEW_WEBHOOK)
+def preview_webhook() -> Any:
+    preview_id = requests.query_uuid(app, "previewId")
+    logger.append_keys(preview_id=str(preview_id))
+    headers = dict(app.current_event.headers or {})
+    deps = bootstrap.deps(requests.deadline(app))
+    picture = apply_preview_webhook(preview_id, headers, requests.raw_body(app), deps)
+    return api.respond(200, PreviewWebhookResponse(preview_id=picture.id, status=picture.status))
 
 
 @app.handle(contract.REPLICATE_WEBHOOK)

@@ -260,6 +260,23 @@ class PostgrestJobStore(PostgrestTable):
         )
         return [Job.model_validate(r) for r in res.data]
 
+    def list_without_previews(self, completed_after: datetime, limit: int) -> list[Job]:
+        res = self._run(
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("status", JobStatus.COMPLETED.value)
+                .is_("previews_requested_at", "null")
+                .is_("deletion_requested_at", "null")
+                .gte("completed_at", completed_after.isoformat())
+                .order("completed_at")
+                .limit(limit)
+                .retry(False)
+                .execute()
+            )
+        )
+        return [Job.model_validate(r) for r in res.data]
+
     def list_cleanup_due(self, retention_cutoff: datetime, limit: int) -> list[Job]:
         # One query; each branch has a partial index (privacy migration).
         cutoff = _timestamp(retention_cutoff)

@@ -1,4 +1,5 @@
-"""Replicate (the `Trainer` port): the Files API, the destination model, trainings.
+"""Replicate (the `Trainer` and `Predictor` ports): the Files API, the destination model,
+trainings, and predictions on trained versions (previews).
 
 We use the real `replicate` client (1.0.x) over HTTP, with two deliberate departures (see
 docs/decisions.md): its own retry transport (GET only, uncapped Retry-After) is replaced by our
@@ -23,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.domain.previews import PredictionInfo
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import ErrorCode, UpstreamError
 from shared.plumbing.deadline import NO_DEADLINE, Deadline
@@ -377,3 +379,124 @@ class ReplicateTrainer:
             if status in (403, 409):
                 raise DeletionRefused(what, status) from exc
             raise
+
+
+# An output file is one picture: anything larger is not what a trained FLUX version returns.
+MAX_OUTPUT_BYTES = 20 * 1024 * 1024
+
+
+class ReplicatePredictor(ReplicateTrainer):
+    """Predictions on a trained version (the `Predictor` port), through the same client, retry
+    policy and deadline as the trainings. A create is repeated only after a refusal that proves
+    it did not land; after an ambiguous failure the caller's resumer looks it up by its seed."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        settings: Settings,
+        deadline: Deadline = NO_DEADLINE,
+        *,
+        connect_downloads: Callable[[], httpx.Client],
+    ):
+        super().__init__(connect, settings, deadline)
+        self._connect_downloads = connect_downloads
+
+    def create_prediction(
+        self,
+        version: str,
+        input: dict[str, Any],
+        webhook: str | None,
+        *,
+        wait_seconds: int,
+        cancel_after_seconds: int,
+    ) -> PredictionInfo:
+        body: dict[str, Any] = {"version": version, "input": input}
+        if webhook:
+            body["webhook"] = webhook
+            body["webhook_events_filter"] = ["completed"]
+        headers = {"Cancel-After": f"{cancel_after_seconds}s"}
+        # Never hold the create open past the invocation's time (less a margin for the copy).
+        wait = min(wait_seconds, int(self.deadline.remaining() - 8))
+        if wait >= 1:
+            headers["Prefer"] = f"wait={wait}"
+        budget = self.deadline.within(self._settings.claim_timeout_seconds / 3)
+
+        def create() -> PredictionInfo:
+            answer = self._request("POST", "/v1/predictions", budget, json=body, headers=headers)
+            return PredictionInfo.model_validate(answer.json())
+
+        def refused_but_not_throttled(exc: BaseException) -> bool:
+            return was_refused(exc) and status_of(exc) != 429
+
+        result: PredictionInfo = self._run(
+            create, "making a preview", deadline=budget, transient=refused_but_not_throttled
+        )
+        return result
+
+    def get_prediction(self, prediction_id: str) -> PredictionInfo | None:
+        def get() -> PredictionInfo | None:
+            raw = _unless(404, lambda: self._get_json(f"/v1/predictions/{prediction_id}"), None)
+            return None if raw is None else PredictionInfo.model_validate(raw)
+
+        result: PredictionInfo | None = self._run(get, "reading a preview")
+        return result
+
+    def find_prediction(
+        self, version: str, input: dict[str, Any], created_after: datetime
+    ) -> PredictionInfo | None:
+        version_id = version.rsplit(":", 1)[-1]
+
+        def scan() -> PredictionInfo | None:
+            page: Any = self._get_json("/v1/predictions")
+            for _ in range(MAX_LOOKUP_PAGES):
+                for raw in page.get("results", []):
+                    found = PredictionInfo.model_validate(raw)
+                    if (
+                        found.version in (version_id, version)
+                        and found.input.get("seed") == input.get("seed")
+                        and found.input.get("prompt") == input.get("prompt")
+                    ):
+                        return found
+                    if found.created_at and found.created_at < created_after:
+                        return None  # newest first: nothing older can be ours
+                if not page.get("next"):
+                    return None
+                page = self._get_json(page["next"])
+            raise UpstreamError("Replicate's predictions list is too long to search; try later.")
+
+        result: PredictionInfo | None = self._run(scan, "looking for a preview")
+        return result
+
+    def cancel_prediction(self, prediction_id: str) -> PredictionInfo | None:
+        def cancel() -> PredictionInfo | None:
+            answer = _unless(
+                404, lambda: self._request("POST", f"/v1/predictions/{prediction_id}/cancel"), None
+            )
+            return None if answer is None else PredictionInfo.model_validate(answer.json())
+
+        result: PredictionInfo | None = self._run(cancel, "canceling a preview")
+        return result
+
+    def fetch_output(self, url: str) -> bytes:
+        """The output file, over a client without our token (it is not Replicate's API)."""
+        http = self._connect_downloads()
+
+        def get() -> bytes:
+            remaining = self.deadline.remaining()
+            timeout = None if remaining == float("inf") else max(remaining, MIN_REQUEST_SECONDS)
+            with http.stream("GET", url, timeout=timeout or 30.0) as response:
+                response.raise_for_status()
+                data = bytearray()
+                for chunk in response.iter_bytes(256 * 1024):
+                    data += chunk
+                    if len(data) > MAX_OUTPUT_BYTES:
+                        raise ValueError("the preview's output is larger than a picture")
+                return bytes(data)
+
+        try:
+            data: bytes = call_with_retry(get, deadline=self.deadline, transient=is_transient)
+        except httpx_errors("TransportError") as exc:
+            raise UpstreamError("Replicate's file server did not answer; try again.") from exc
+        except httpx_errors("HTTPStatusError") as exc:
+            raise UpstreamError("Replicate's file server would not give the picture.") from exc
+        return data

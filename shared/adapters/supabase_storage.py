@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -162,6 +162,16 @@ class SupabasePhotoStore:
             token=signed["token"],
             expires_at=_token_expiry(signed["token"]),
         )
+
+    def signed_urls(self, paths: Sequence[str], expires_in: int) -> dict[str, str]:
+        if not paths:
+            return {}
+        signed = self._run(lambda: self._bucket.create_signed_urls(list(paths), expires_in))
+        return {
+            str(item["path"]): str(item["signedURL"])
+            for item in signed
+            if item.get("signedURL") and not item.get("error")
+        }
 
 
 def _token_expiry(token: str) -> datetime | None:

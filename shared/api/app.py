@@ -4,7 +4,8 @@ answers (`{"error": {"code", "message"}}`, the status from the catalogue in `sha
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -31,7 +32,36 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
     def __init__(self, settings: Callable[[], Settings]) -> None:
         super().__init__()
         self.settings = settings
+        self._request = threading.local()
         self.declared: list[Route] = []
+
+    # Powertools keeps the request being resolved on its base class (`BaseRouter.current_event`),
+    # which is safe with one request per Lambda container but not in a server that runs
+    # handlers in threads (the local stack's Function URLs): two requests at once could read each
+    # other's event. Here the request is kept per thread; in Lambda that is the same thing.
+    @property
+    def current_event(self) -> Any:
+        return self._request.event
+
+    @current_event.setter
+    def current_event(self, event: Any) -> None:
+        self._request.event = event
+
+    @property
+    def lambda_context(self) -> Any:
+        return self._request.context
+
+    @lambda_context.setter
+    def lambda_context(self, context: Any) -> None:
+        self._request.context = context
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        self._request.event = self._to_proxy_event(dict(event))
+        self._request.context = context
+        try:
+            return super().resolve(event, context)
+        finally:
+            self._request.event = self._request.context = None
 
     def handle(self, route: Route) -> Callable[[H], H]:
         """Register the decorated function as the handler of `route` (from `shared.contract`)."""

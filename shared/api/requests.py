@@ -84,6 +84,17 @@ def query_job_id(app: FunctionUrlApp) -> UUID:
     return parse_job_id(app.current_event.get_query_string_value("jobId", ""))
 
 
+def query_uuid(app: FunctionUrlApp, name: str) -> UUID:
+    """A required `?name=<uuid>`."""
+    raw = app.current_event.get_query_string_value(name, "") or ""
+    if not raw:
+        raise AppError(ErrorCode.MISSING_FIELD, f"The query needs {name}.")
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise AppError(ErrorCode.INVALID_FIELD, f"{name} must be a UUID.") from None
+
+
 def query_flag(app: FunctionUrlApp, name: str) -> bool:
     """An optional `?name=1` (or `true`); absent, `0` or `false` is off."""
     raw = (app.current_event.get_query_string_value(name, "") or "").lower()

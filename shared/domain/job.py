@@ -156,6 +156,7 @@ class Job(BaseModel):
     predict_time_seconds: float | None = None
     cost_usd: float | None = None
     notified_at: datetime | None = None
+    previews_requested_at: datetime | None = None  # the completion set is made (once)
     last_webhook_id: str | None = None
     deletion_requested_at: datetime | None = None
     deleted_at: datetime | None = None

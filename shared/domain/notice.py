@@ -17,9 +17,10 @@ class CompletionNotice:
     model_version: str | None
     error_message: str | None
     version: int | None = None  # of the twin; a retrain (2, 3, ...) is news of a new version
+    preview_urls: tuple[str, ...] = ()  # signed links to the version's first pictures
 
     @classmethod
-    def of(cls, job: Job) -> CompletionNotice:
+    def of(cls, job: Job, preview_urls: tuple[str, ...] = ()) -> CompletionNotice:
         return cls(
             job_id=job.id,
             user_id=job.user_id,
@@ -28,6 +29,7 @@ class CompletionNotice:
             model_version=job.replicate_model_version,
             error_message=job.error_message,
             version=job.version,
+            preview_urls=preview_urls,
         )
 
     @property
@@ -44,6 +46,17 @@ class CompletionNotice:
 
     @property
     def text(self) -> str:
+        return self._words + self._pictures
+
+    @property
+    def _pictures(self) -> str:
+        if not self.preview_urls:
+            return ""
+        lines = "".join(f"  {url}\n" for url in self.preview_urls)
+        return f"\nIts first pictures (the links work for a few days):\n{lines}"
+
+    @property
+    def _words(self) -> str:
         if self.status is JobStatus.COMPLETED and self.is_retrain:
             return (
                 f"Good news: version {self.version} of your Flurrty Twin {self.furrsona_name} has "

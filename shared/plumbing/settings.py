@@ -6,6 +6,7 @@ secret (a JSON object) that `shared.bootstrap.settings()` reads once per contain
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -79,6 +80,45 @@ class Settings(BaseModel):
     # A job uploaded (pending) but never started is failed and its photos removed after this.
     unstarted_job_expiry_hours: float = Field(168.0, gt=0)
     notification_sender: str | None = None
+    # Previews: pictures made with a version when it completes (0: none), their prompt templates
+    # (a JSON list; empty: the built-in ones), the LoRA scale, how long a create waits for the
+    # picture (Prefer: wait), when Replicate cancels a prediction (Cancel-After) and the sweep
+    # gives one up, how long the notice waits for them, signed URL lifetimes, the owner's daily
+    # on-demand pictures, the price.
+    preview_count: int = Field(4, ge=0, le=8)
+    preview_prompts: tuple[str, ...] = ()
+    preview_lora_scale: float = Field(1.0, ge=-1.0, le=3.0)
+    preview_wait_seconds: int = Field(20, ge=0, le=40)
+    preview_timeout_seconds: int = Field(300, ge=5, le=3600)
+    preview_notice_wait_seconds: float = Field(300.0, ge=0)
+    preview_url_seconds: int = Field(900, ge=10, le=86_400)
+    preview_notice_url_seconds: int = Field(7 * 86_400, ge=60, le=30 * 86_400)
+    previews_per_day: int = Field(20, ge=0, le=999)
+    preview_price_per_second: float = Field(0.001525, ge=0)
+    preview_cost_estimate_usd: float = Field(0.012, ge=0)
+
+    @field_validator("preview_prompts", mode="before")
+    @classmethod
+    def _templates(cls, value: object) -> object:
+        from shared.domain.previews import template_problem
+
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("must be a JSON list of prompt templates") from None
+        if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
+            raise ValueError("must be a JSON list of prompt templates")
+        for template in value:
+            if problem := template_problem(template):
+                raise ValueError(f"{template!r}: {problem}")
+        return tuple(value)
+
+    @property
+    def preview_templates(self) -> tuple[str, ...]:
+        from shared.domain.previews import DEFAULT_TEMPLATES
+
+        return self.preview_prompts or DEFAULT_TEMPLATES
 
     @field_validator("supabase_url", "replicate_base_url", "webhook_base_url", "supabase_jwks_url")
     @classmethod

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.plumbing.settings import Settings
-from shared.ports import JobStore, Notifier, PhotoStore, Trainer, TrainingQueue, TwinStore
+from shared.ports import (
+    JobStore,
+    Notifier,
+    PhotoStore,
+    Predictor,
+    PreviewStore,
+    Trainer,
+    TrainingQueue,
+    TwinStore,
+)
 
 
 def utc_now() -> datetime:
@@ -30,6 +39,8 @@ class Deps:
     # client, which most requests (every status read) never need.
     make_notifier: Callable[[], Notifier]
     queue: TrainingQueue
+    previews: PreviewStore
+    predictor: Predictor
     # The queue's clock (today's budget, admission times): the system's, or a test's.
     clock: Callable[[], datetime] = field(default=utc_now)
 

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from shared.domain.job import Job
+from shared.domain.job import Job, JobStatus
 from shared.domain.notice import CompletionNotice
+from shared.domain.previews import PreviewKind, PreviewStatus
 from shared.plumbing.deadline import NO_DEADLINE, Deadline
 from shared.ports import NoticeUndeliverable
 from shared.services.deps import Deps
@@ -43,10 +44,14 @@ def notify_once(job: Job, deps: Deps) -> bool:
         return False
     log = {"job_id": str(job.id)}
     claimed_at = datetime.now(UTC)
+    links = _preview_links(job, deps, claimed_at)
+    if links is None:
+        return False  # the previews are still coming: the last one (or the sweep) sends it
     try:
         if not deps.jobs.compare_and_set(job.id, "notified_at", None, claimed_at):
             return False  # another observer sends it
-        deps.notifier.send(CompletionNotice.of(job))  # built here, at the first notice
+        # The notifier is built here, at the first notice.
+        deps.notifier.send(CompletionNotice.of(job, preview_urls=links))
     except NoticeUndeliverable as exc:
         logger.warning("completion notice undeliverable", extra={**log, "reason": str(exc)})
         return False
@@ -60,6 +65,34 @@ def notify_once(job: Job, deps: Deps) -> bool:
             logger.exception("could not give the notice back for a retry", extra=log)
         return False
     return True
+
+
+def _preview_links(job: Job, deps: Deps, now: datetime) -> tuple[str, ...] | None:
+    """Signed links to a completed version's previews for its notice; None while they are
+    still coming and the notice may still wait for them (`preview_notice_wait_seconds`)."""
+    s = deps.settings
+    if job.status is not JobStatus.COMPLETED or s.preview_count == 0:
+        return ()
+    waited = now - (job.completed_at or now)
+    may_wait = waited < timedelta(seconds=s.preview_notice_wait_seconds)
+    try:
+        pictures = [p for p in deps.previews.for_jobs([job.id]) if p.kind is PreviewKind.COMPLETION]
+        # A set not made yet (its maker died first) is made by the sweep's previews task.
+        coming = job.previews_requested_at is None or any(
+            p.status is PreviewStatus.PENDING for p in pictures
+        )
+        if coming and may_wait:
+            return None
+        paths = [p.storage_path for p in pictures if p.storage_path]
+        if not paths:
+            return ()
+        urls = deps.photos.signed_urls(paths, s.preview_notice_url_seconds)
+        return tuple(urls[path] for path in paths if path in urls)
+    except Exception:
+        logger.warning(
+            "previews left out of the notice", extra={"job_id": str(job.id)}, exc_info=True
+        )
+        return ()
 
 
 @dataclass

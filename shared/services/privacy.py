@@ -6,8 +6,9 @@ keeping what we no longer need.
 - Retention: once a job is final, its zip leaves Replicate's Files API (the cancel and delete paths
   try at once, the sweep makes sure), and its photos leave Storage after `photo_retention_days`.
 - Delete: the request is written first (`deletion_requested_at`: from then on the job is final,
-  hidden from every route and from RLS reads); then the photos, the zip, the trained version and
-  the progress history are removed, each (but the history) stamped when gone; last, the row is
+  hidden from every route and from RLS reads); then the photos, the zip, the trained version,
+  the progress history and the previews (predictions canceled, rows anonymised, pictures
+  removed from the bucket) are removed, each (but the history) stamped when gone; last, the row is
   anonymised (`deleted_at`). Whatever fails is retried by the sweep until done. The row stays as a
   tombstone (ids, times, cost; no name, no customisation, no photo paths), so a repeated delete
   gets the same answer.
@@ -46,6 +47,7 @@ from shared.plumbing.observability import record_deletion_refused
 from shared.ports import DeletionRefused
 from shared.services.common import TaskReport, for_each_job, owned_job, tally
 from shared.services.deps import Deps
+from shared.services.previews import remove_previews
 from shared.services.status import apply_training
 from shared.services.upload_expiry import job_objects
 
@@ -204,6 +206,7 @@ def finish_deletion(job: Job, deps: Deps, now: datetime) -> Job:
             lambda stamps: _release_replicate(job, deps, now, stamps, keep_model=False),
             lambda stamps: _remove_photos(job, deps, now, stamps),
             lambda _: _remove_history(job, deps),
+            lambda _: remove_previews(job, deps, now),
         ],
     )
     if not settled:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
-from shared.contract import StatusResponse
+from shared.contract import PreviewSetView, StatusResponse
 from shared.domain.claims import stalled_start
 from shared.domain.job import FailureCode, Job, JobStatus, failed, poll_after_seconds
 from shared.domain.progress import history_points, plan_update
@@ -21,6 +21,7 @@ from shared.services.common import owned_job
 from shared.services.deps import Deps
 from shared.services.launch import resume_stalled_start
 from shared.services.notices import notify_once
+from shared.services.previews import signed_sets, start_completion_previews
 from shared.services.start import admit_next, queue_place
 
 logger = Logger(child=True)
@@ -81,10 +82,14 @@ def _log_finished(job: Job, training: TrainingInfo) -> None:
 def _settle(before: Job, after: Job, deps: Deps, *, moved_by_us: bool) -> Job:
     """Count a training this call ended and give its slot to the next job in line, and make
     sure its notice goes out (once, whoever ended it: a webhook and the sweep may both get here
-    for the same job)."""
+    for the same job), with its previews first (made once, whoever ended it; the notice waits a
+    while for them)."""
     if moved_by_us and before.status is JobStatus.TRAINING and after.status.is_final:
         record_training_finished(after)
         admit_next(deps)
+    if after.status is JobStatus.COMPLETED and after.previews_requested_at is None:
+        start_completion_previews(after, deps)
+        after = deps.jobs.get(after.id) or after
     notify_once(after, deps)
     return after
 
@@ -146,7 +151,11 @@ def status_answer(job: Job, deps: Deps, *, with_history: bool = False) -> Status
     twin = deps.twins.get(job.twin_id) if job.twin_id else None
     wait = poll_after_seconds(job, deps.settings.status_refresh_seconds, datetime.now(UTC))
     history = deps.jobs.progress_points(job.id) if with_history else None
-    return StatusResponse.of(job, twin, wait, history, queue_place(job, deps))
+    previews = None
+    if job.status is JobStatus.COMPLETED:
+        signed = signed_sets([job.id], deps)
+        previews = PreviewSetView.of_set(signed.completion(job.id), signed.urls, signed.expires_at)
+    return StatusResponse.of(job, twin, wait, history, queue_place(job, deps), previews)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

@@ -26,6 +26,7 @@ from shared.services.deps import Deps
 from shared.services.erasure import sweep_account_erasures
 from shared.services.notices import send_pending_notices
 from shared.services.orphans import sweep_orphans
+from shared.services.previews import sweep_previews
 from shared.services.privacy import sweep_cleanup
 from shared.services.start import sweep_queue
 from shared.services.status import refresh
@@ -84,6 +85,7 @@ def sweep_all(deps: Deps, deadline: Deadline) -> dict[str, Any]:
         ("unstarted", lambda: expire_unstarted(deps, deadline)),
         ("cleanup", lambda: sweep_cleanup(deps, deadline)),
         ("twins", lambda: sweep_twin_deletions(deps, deadline)),
+        ("previews", lambda: sweep_previews(deps, deadline)),
         ("accounts", lambda: sweep_account_erasures(deps, deadline)),
         ("orphans", lambda: sweep_orphans(deps, deadline)),
         ("notices", lambda: send_pending_notices(deps, deadline)),

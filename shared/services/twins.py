@@ -33,6 +33,7 @@ from shared.plumbing.deadline import Deadline
 from shared.services.common import TaskReport, for_each_job, tally
 from shared.services.deps import Deps
 from shared.services.intake import parse_customization
+from shared.services.previews import SignedSets, signed_sets
 from shared.services.privacy import DELETED_NAME, delete_job_now
 
 logger = Logger(child=True)
@@ -67,14 +68,16 @@ class TwinView:
 
     twin: Twin
     versions: list[Job]
+    previews: SignedSets | None = None  # each version's preview sets, signed
 
 
 def _views(deps: Deps, twins: list[Twin]) -> list[TwinView]:
-    jobs = deps.jobs.list_versions([t.id for t in twins])
-    return [
-        TwinView(t, [j for j in jobs if j.twin_id == t.id and j.deletion_requested_at is None])
-        for t in twins
+    jobs = [
+        j for j in deps.jobs.list_versions([t.id for t in twins]) if j.deletion_requested_at is None
     ]
+    completed = [j.id for j in jobs if j.status is JobStatus.COMPLETED]
+    previews = signed_sets(completed, deps)
+    return [TwinView(t, [j for j in jobs if j.twin_id == t.id], previews) for t in twins]
 
 
 def list_twins(user_id: UUID, deps: Deps) -> list[TwinView]:

@@ -251,7 +251,9 @@ def test_a_second_version_from_the_page_then_roll_back_to_the_first(
     second_folder.mkdir()
     upload_and_start(browser, second_folder, count=3)
     follow(browser, lambda s: s["jobId"] not in ("", first) and s["status"] == "completed")
-    assert browser.find_element(By.ID, "job-version").text == "2"
+    # Until the new job's first answer the page still shows the previous job's status (its
+    # start takes a moment under load): the version it shows is the new job's once it answers.
+    wait(browser).until(lambda d: d.find_element(By.ID, "job-version").text == "2")
 
     def two_versions(driver: WebDriver) -> bool:
         shown = twins_shown(driver)

@@ -42,9 +42,10 @@ from devstack.sample_photos import make_photo
 from devstack.schema import create_user
 from devstack.stack import LocalStack
 from shared.adapters.postgrest_jobs import PostgrestJobStore
+from shared.adapters.postgrest_previews import PostgrestPreviewStore
 from shared.adapters.postgrest_queue import PostgrestTrainingQueue
 from shared.adapters.postgrest_twins import PostgrestTwinStore
-from shared.adapters.replicate import ReplicateTrainer, build_replicate_client
+from shared.adapters.replicate import ReplicatePredictor, ReplicateTrainer, build_replicate_client
 from shared.adapters.supabase_storage import SupabasePhotoStore
 from shared.domain.caller import Caller
 from shared.domain.job import ALLOWED_MOVES, JobStatus
@@ -53,6 +54,7 @@ from shared.plumbing.deadline import Deadline
 from shared.plumbing.settings import Settings, settings_from_env
 from shared.services.deps import Deps
 from shared.services.intake import normalise_all
+from shared.services.previews import sweep_previews
 from shared.services.start import start_training
 from shared.services.status import get_status
 from shared.services.sweep import sweep_all
@@ -85,6 +87,7 @@ class ChaosOptions:
     # The training queue, small enough to be full most of the run: admission under fire.
     max_concurrent_trainings: int = 8
     max_trainings_per_user: int = 3
+    preview_count: int = 2  # pictures per completed version (fewer than in AWS: a shorter run)
 
     def env(self) -> dict[str, str]:
         """What the functions run with (the stack's `extra_env`), so webhooks agree with us."""
@@ -94,6 +97,7 @@ class ChaosOptions:
             "SWEEP_CONCURRENCY": "16",
             "MAX_CONCURRENT_TRAININGS": str(self.max_concurrent_trainings),
             "MAX_TRAININGS_PER_USER": str(self.max_trainings_per_user),
+            "PREVIEW_COUNT": str(self.preview_count),
         }
 
 
@@ -128,6 +132,16 @@ class ChaosReport:
     max_in_flight: int = 0  # the most jobs in `training` at once, as the observer saw them
     max_trainings_running: int = 0  # the most trainings running at once, as Replicate saw them
     observations: int = 0
+    # Previews: every completed version's set, through the same weather plus crashing sweeps.
+    previews_expected: int = 0
+    previews_ready: int = 0
+    previews_failed: int = 0
+    previews_lost: int = 0  # a completed version short of its set, a picture never final, a
+    # ready one whose object is not in Storage
+    predictions_created: int = 0
+    duplicate_predictions: int = 0  # predictions beyond one per picture, or of no picture
+    preview_crashes: int = 0
+    previews_settle_seconds: float = 0.0  # after the last training ended
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -249,6 +263,7 @@ class Components:
             f"{stack.supabase_url}/storage/v1/", headers=headers, http_client=http()
         )
         self.storage_http = http()  # the streamed photo downloads of the start path
+        self.downloads = httpx.Client(timeout=30.0)  # preview outputs
         self.replicate = build_replicate_client(self.settings, timeout)
         self.options = options
 
@@ -266,7 +281,24 @@ class Components:
         trainer: Any = ReplicateTrainer(lambda: self.replicate, self.settings, deadline)
         twins: Any = PostgrestTwinStore(lambda: self.rest, deadline)
         queue: Any = PostgrestTrainingQueue(lambda: self.rest, deadline)
-        deps = Deps(self.settings, jobs, twins, photos, trainer, RecordingNotifier, queue)
+        previews: Any = PostgrestPreviewStore(lambda: self.rest, deadline)
+        predictor: Any = ReplicatePredictor(
+            lambda: self.replicate,
+            self.settings,
+            deadline,
+            connect_downloads=lambda: self.downloads,
+        )
+        deps = Deps(
+            self.settings,
+            jobs,
+            twins,
+            photos,
+            trainer,
+            RecordingNotifier,
+            queue,
+            previews,
+            predictor,
+        )
         return invocation.deps(deps) if invocation is not None else deps
 
 
@@ -364,6 +396,7 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
             _until_final(parts, crashes, options, pool, retrained, observer, report)
             owners.update(retrained)
             _flip_versions(parts, stack.pg.dsn(), pool, owners, report)
+            _until_previews_settled(parts, stack.pg.dsn(), options, owners, report)
     finally:
         observer.stop()
         emulator.faults.clear()
@@ -388,6 +421,7 @@ def run_chaos(stack: LocalStack, options: ChaosOptions) -> ChaosReport:
             f" {report.max_trainings_running} trainings running at Replicate"
         )
     _verify(emulator, stack.pg.dsn(), owners, observer, report)
+    _verify_previews(emulator, stack.pg.dsn(), parts.settings.preview_count, owners, report)
     report.seconds = time.monotonic() - began
     return report
 
@@ -608,6 +642,115 @@ def _verify_twins(
             report.problems.append(f"twin {twin_id}: active version is {status}")
     if report.lost_versions:
         report.problems.append(f"{report.lost_versions} versions answered but not in the database")
+
+
+def _unsettled_previews(dsn: str, owners: dict[uuid.UUID, uuid.UUID]) -> int:
+    """Completed versions without their set, and pictures not final."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        row = db.execute(
+            "select (select count(*) from ai_training_jobs where id = any(%s)"
+            "   and status = 'completed' and previews_requested_at is null)"
+            " + (select count(*) from twin_previews where job_id = any(%s) and status = 'pending')",
+            (list(owners), list(owners)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _until_previews_settled(
+    parts: Components,
+    dsn: str,
+    options: ChaosOptions,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    """The sweep's previews task as the schedule runs it, half of the first few dying at a
+    random step, until every completed version's previews are final."""
+    rng = random.Random(options.seed + 7)
+    began = time.monotonic()
+    give_up = began + options.give_up_seconds
+
+    def one_sweep() -> None:
+        deadline = Deadline(options.invocation_seconds)
+        crash = report.preview_crashes < options.jobs // 5 and rng.random() < options.crash_rate
+        if not crash:
+            sweep_previews(parts.deps(), deadline)
+            return
+        try:
+            sweep_previews(Boundaries(rng.randrange(60)).deps(parts.deps()), deadline)
+        except Crash:
+            report.preview_crashes += 1
+
+    # Two at a time: overlapping scheduled runs contend for the same pictures' claims.
+    with ThreadPoolExecutor(max_workers=2) as sweeps:
+        while time.monotonic() < give_up:
+            if _unsettled_previews(dsn, owners) == 0:
+                report.previews_settle_seconds = round(time.monotonic() - began, 1)
+                return
+            wait([sweeps.submit(one_sweep), sweeps.submit(one_sweep)])
+            time.sleep(options.tick_seconds)
+    report.problems.append(f"previews not final after {options.give_up_seconds:g} s")
+
+
+def _verify_previews(
+    emulator: ReplicateEmulator,
+    dsn: str,
+    count: int,
+    owners: dict[uuid.UUID, uuid.UUID],
+    report: ChaosReport,
+) -> None:
+    state = emulator.state
+    with state.lock:
+        by_picture = Counter(
+            parse_qs(urlsplit(r.webhook or "").query).get("previewId", [None])[0]
+            for r in state.predictions.values()
+        )
+    report.predictions_created = sum(by_picture.values())
+    report.duplicate_predictions = by_picture.get(None, 0) + sum(
+        n - 1 for picture, n in by_picture.items() if picture is not None and n > 1
+    )
+    if report.duplicate_predictions:
+        report.problems.append(f"{report.duplicate_predictions} predictions beyond one a picture")
+    with psycopg.connect(dsn, autocommit=True) as db:
+        completed = [
+            r[0]
+            for r in db.execute(
+                "select id from ai_training_jobs where id = any(%s) and status = 'completed'",
+                (list(owners),),
+            ).fetchall()
+        ]
+        pictures = db.execute(
+            "select p.job_id, p.status, p.prediction_id, p.storage_path,"
+            " exists (select 1 from storage.objects o where o.bucket_id = 'training-photos'"
+            "         and o.name = p.storage_path)"
+            " from twin_previews p where p.job_id = any(%s) and p.kind = 'completion'",
+            (completed,),
+        ).fetchall()
+    report.previews_expected = len(completed) * count
+    per_job = Counter(r[0] for r in pictures)
+    short = sum(max(0, count - per_job.get(job, 0)) for job in completed)
+    pending = sum(r[1] == "pending" for r in pictures)
+    unstored = sum(r[1] == "ready" and not r[4] for r in pictures)
+    report.previews_ready = sum(r[1] == "ready" for r in pictures)
+    report.previews_failed = sum(r[1] == "failed" for r in pictures)
+    report.previews_lost = short + pending + unstored
+    if report.previews_lost:
+        stuck = Counter(
+            (r[2] is not None, emulator.prediction(r[2])["status"] if r[2] else None)
+            for r in pictures
+            if r[1] == "pending"
+        )
+        report.problems.append(
+            f"previews: {short} missing from their sets, {pending} never final "
+            f"((recorded, Replicate's status): {dict(stuck)}), {unstored} ready without their object"
+        )
+    if len(pictures) > report.previews_expected:
+        report.problems.append(f"{len(pictures) - report.previews_expected} pictures too many")
+    made = {r[2] for r in pictures if r[2]}
+    if report.predictions_created != len(made):
+        report.problems.append(
+            f"{report.predictions_created} predictions, {len(made)} recorded on pictures"
+        )
 
 
 def _reachable(

@@ -77,7 +77,7 @@ def test_fifty_jobs_survive_faults_crashes_and_duplicate_starts(chaos_stack: Loc
     options = ChaosOptions()
     report = run_chaos(chaos_stack, options)
     print(report.figures(), report.crash_points)  # with -s; the bigger run: `python -m bench.chaos`
-    assert report.problems == []
+    assert report.problems == [], report.problems
     assert report.jobs == options.jobs and report.lost == 0
     # Every completed twin got exactly one retrain, however many requests asked at once.
     first_wave_completed = options.jobs - options.failing_trainings
@@ -93,3 +93,8 @@ def test_fifty_jobs_survive_faults_crashes_and_duplicate_starts(chaos_stack: Loc
     # The run really was hostile.
     assert report.fault_share >= 0.2
     assert report.crashes > 0 and report.duplicate_requests >= options.jobs
+    # Every completed version got its previews: none lost, no prediction made twice.
+    assert report.previews_expected == report.completed * options.preview_count > 0
+    assert report.previews_lost == 0 and report.duplicate_predictions == 0
+    assert report.previews_ready + report.previews_failed == report.previews_expected
+    assert report.predictions_created >= report.previews_ready

@@ -331,6 +331,18 @@ def test_list_is_newest_first_with_cursor_pages(client: replicate.Client, twin: 
     assert sum(len(page.results) for page in replicate.paginate(client.predictions.list)) == 103
 
 
+def test_list_entries_carry_the_version_id_and_the_input_as_the_spec_shows(
+    client: replicate.Client, twin: str
+) -> None:
+    # What a caller that lost a create's answer relies on to recognise its prediction (the
+    # backend's previews look it up by version, seed and prompt): SPEC predictions.list example.
+    created = client.predictions.create(twin, {"prompt": "TOK as a fox", "seed": 4242})
+    (entry,) = [p for p in client.predictions.list().results if p.id == created.id]
+    assert entry.version == twin.split(":", 1)[1]
+    assert entry.input == {"prompt": "TOK as a fox", "seed": 4242}
+    assert entry.urls and entry.urls["get"].endswith(f"/v1/predictions/{created.id}")
+
+
 def test_output_input_and_logs_go_after_the_retention(
     emu: ReplicateEmulator, client: replicate.Client, clock: FakeClock, twin: str
 ) -> None:

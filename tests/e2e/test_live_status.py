@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -230,7 +231,23 @@ def test_status_calls_within_the_interval_make_no_replicate_call(
     emulator.finish_now(training_id)
 
 
+@pytest.fixture
+def no_previews() -> Iterator[None]:
+    """PREVIEW_COUNT=0 for the handlers during this test (settings only: the mailbox's notifier
+    stays as it is)."""
+    before = os.environ.get("PREVIEW_COUNT")
+    os.environ["PREVIEW_COUNT"] = "0"
+    bootstrap.settings.cache_clear()
+    yield
+    if before is None:
+        os.environ.pop("PREVIEW_COUNT", None)
+    else:
+        os.environ["PREVIEW_COUNT"] = before
+    bootstrap.settings.cache_clear()
+
+
 def test_one_notice_when_a_duplicated_webhook_and_the_sweep_all_see_the_end(
+    no_previews: None,
     stack: LocalStack,
     http: httpx.Client,
     user: User,
@@ -240,6 +257,9 @@ def test_one_notice_when_a_duplicated_webhook_and_the_sweep_all_see_the_end(
     mailbox: Mailbox,
     db: psycopg.Connection,
 ):
+    # Predictions' completed webhooks would compete for the duplicate below: none here (no
+    # previews), and none of earlier tests still on their way.
+    assert emulator.wait_for_webhooks(timeout=15)
     train_for(300)
     job_id, training_id = started_job(stack, http, user)
     emulator.webhook_faults.add("duplicate", event="completed")

@@ -160,6 +160,15 @@ def all_twins(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ..
     ).fetchall()
 
 
+def all_previews(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ...]]:
+    """Every preview of these users (a refused request makes none and moves none)."""
+    return db.execute(
+        "select id, status, prediction_id, storage_path, updated_at from public.twin_previews"
+        " where user_id = any(%s::uuid[]) order by id",
+        [user_ids],
+    ).fetchall()
+
+
 def all_jobs(db: psycopg.Connection, user_ids: list[str]) -> list[tuple[Any, ...]]:
     """Every job of these users, with every column an attack could move. Scoped to the test's own
     users: trainings left by earlier tests may still be moved by their (genuine) webhooks."""
@@ -235,6 +244,7 @@ ROUTES = [
     Route("twin-update", "PATCH", STATUS, "twins/{twin}", twin_in="path"),
     Route("twin-activate", "PUT", STATUS, "twins/{twin}/active", twin_in="path"),
     Route("twin-delete", "DELETE", STATUS, "twins/{twin}", twin_in="path", takes_user_id=False),
+    Route("twin-previews", "POST", STATUS, "twins/{twin}/previews", twin_in="path"),
     Route("jobs", "GET", STATUS, "jobs", takes_user_id=False),
 ]
 

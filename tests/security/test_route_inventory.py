@@ -15,6 +15,7 @@ from tests.security.attacks import ROUTES
 NOT_USER_ROUTES = {
     # Replicate's webhooks: a Standard Webhooks signature (tests/security/test_attack_webhooks.py).
     ("check_training_status", "POST", "/webhooks/replicate"),
+    ("check_training_status", "POST", "/webhooks/replicate/previews"),
 }
 
 

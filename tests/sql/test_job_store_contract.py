@@ -204,6 +204,29 @@ def test_unnotified_trainings_are_the_finished_ones_still_owed_a_notice(
     assert old.id not in [j.id for j in jobs.list_unnotified(since, 100)]
 
 
+def test_completed_versions_without_previews_are_listed_until_their_set_is_made(
+    store: tuple[JobStore, NewUser],
+) -> None:
+    jobs, user = store
+    owner = user()
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    def completed(**changes: Any) -> Any:
+        job = walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30))
+        training = {"replicate_training_id": uuid.uuid4().hex, "replicate_model_version": "o/m:v"}
+        return jobs.update(
+            job.id, {**training, "status": JobStatus.COMPLETED, "progress": 100, **changes}
+        )
+
+    due = completed()
+    made = completed()
+    assert jobs.compare_and_set(made.id, "previews_requested_at", None, datetime.now(UTC))
+    completed(completed_at=datetime.now(UTC) - timedelta(days=2))
+    walk(jobs, new_job(jobs, owner), (JobStatus.TRAINING, 30), (JobStatus.FAILED, 30))
+    listed = [j.id for j in jobs.list_without_previews(since, 100) if j.user_id == owner]
+    assert listed == [due.id]
+
+
 def test_cleanup_is_due_for_deletions_kept_zips_and_expired_photos(
     store: tuple[JobStore, NewUser],
 ) -> None:

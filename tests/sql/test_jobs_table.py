@@ -67,6 +67,7 @@ ADDED_COLUMNS = {
     "predict_time_seconds": "double precision",
     "cost_usd": "numeric",
     "notified_at": "timestamp with time zone",
+    "previews_requested_at": "timestamp with time zone",
     "last_webhook_id": "text",
     "progress_changed_at": "timestamp with time zone",
     # privacy: what was deleted and when

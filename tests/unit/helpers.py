@@ -13,9 +13,11 @@ from shared.plumbing.settings import Settings, settings_from_env
 from shared.ports import Notifier, Trainer
 from shared.services.deps import Deps
 from tests.fakes import (
+    FakePredictor,
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryPreviewStore,
     InMemoryTrainingQueue,
     InMemoryTwinStore,
     RecordingNotifier,
@@ -61,6 +63,8 @@ def make_deps(
         trainer=trainer or FakeTrainer(),
         make_notifier=lambda: notices,
         queue=InMemoryTrainingQueue(jobs),
+        previews=InMemoryPreviewStore(jobs),
+        predictor=FakePredictor(),
     )
 
 

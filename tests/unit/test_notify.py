@@ -28,9 +28,11 @@ from shared.ports import NoticeUndeliverable, Notifier
 from shared.services.deps import Deps
 from shared.services.notices import NoticeReport, notify_once, send_pending_notices
 from tests.fakes import (
+    FakePredictor,
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryPreviewStore,
     InMemoryTrainingQueue,
     InMemoryTwinStore,
 )
@@ -208,13 +210,15 @@ def test_an_auth_error_is_an_upstream_error_not_a_crash():
 def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
     twins = store.twins or InMemoryTwinStore(store)
     return Deps(
-        make_settings(),
+        make_settings(preview_count=0),  # the notice with previews: tests/unit/test_previews.py
         store,
         twins,
         InMemoryPhotoStore(),
         FakeTrainer(),
         lambda: notifier,
         InMemoryTrainingQueue(store),
+        InMemoryPreviewStore(store),
+        FakePredictor(),
     )
 
 

@@ -213,12 +213,16 @@ def test_retention_drops_the_zip_at_once_and_the_photos_after_the_configured_day
     sweep(deps)
     kept = row(deps, job.id)
     assert deps.trainer.files == {} and kept.replicate_file_deleted_at
-    assert kept.photos_deleted_at is None and len(deps.photos.objects) == 3
+    photos = {p for p in deps.photos.objects if "/previews/" not in p}
+    previews = set(deps.photos.objects) - photos
+    assert kept.photos_deleted_at is None and len(photos) == 3
+    assert len(previews) == deps.settings.preview_count
     days = deps.settings.photo_retention_days
     deps.jobs.rows[job.id]["completed_at"] = datetime.now(UTC) - timedelta(days=days, minutes=1)
     assert sweep(deps).changed == 1
     expired = row(deps, job.id)
-    assert expired.photos_deleted_at and deps.photos.objects == {}
+    # The photos go; the previews stay with the version (they are what the person came for).
+    assert expired.photos_deleted_at and set(deps.photos.objects) == previews
     # The model is what the person came for: it stays until they delete the job.
     assert expired.replicate_model_version == VERSION and deps.trainer.deleted_versions == []
     assert sweep(deps).seen == 0

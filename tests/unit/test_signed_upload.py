@@ -23,9 +23,11 @@ from shared.services.deps import Deps
 from shared.services.signed_upload import complete_signed_upload, create_signed_upload
 from shared.services.upload_expiry import UPLOAD_GRACE, expire_job, expire_uploads
 from tests.fakes import (
+    FakePredictor,
     FakeTrainer,
     InMemoryJobStore,
     InMemoryPhotoStore,
+    InMemoryPreviewStore,
     InMemoryTrainingQueue,
     InMemoryTwinStore,
     RecordingNotifier,
@@ -50,6 +52,8 @@ class Env:
             FakeTrainer(),
             RecordingNotifier,
             InMemoryTrainingQueue(self.jobs),
+            InMemoryPreviewStore(self.jobs),
+            FakePredictor(),
         )
         self.caller = Caller(user_id=uuid.uuid4(), claims={})
 

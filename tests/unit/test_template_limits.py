@@ -37,6 +37,8 @@ LONGEST = {
     "DailyTrainingBudgetUsd": "1234567.89",
     "TrainingCostEstimateUsd": "1.5000000000",
     "QueueMaxWaitHours": "720",
+    "PreviewCount": "8",
+    "PreviewsPerDay": "999",
 }
 
 
