@@ -77,8 +77,10 @@ class Playground(Lifecycle):
                 for key in ("uploadUrl", "startUrl", "statusUrl", "supabaseUrl")
             }
         )
+        # Pictures come from Storage's signed URLs (the Supabase origin); photo thumbnails are blobs.
+        storage = _origin(str(self.config["supabaseUrl"]))
         return (
-            "default-src 'self'; img-src 'self' blob:; style-src 'self'; "
+            f"default-src 'self'; img-src 'self' blob: {storage}; style-src 'self'; "
             f"connect-src 'self' {' '.join(apis)}; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'"
         )

@@ -163,6 +163,28 @@ def test_four_photos_through_the_page_to_completed(
     assert re.fullmatch(r"[\w-]+/[\w-]+:[0-9a-f]{64}", final["model"]), final["model"]
     assert final["message"] == ""
 
+    # The version's first pictures: the page keeps following the job until they are made, and
+    # shows each from its signed Storage URL (our private copy), never from Replicate.
+    def pictures(driver: WebDriver) -> list[dict[str, Any]] | None:
+        shown: list[dict[str, Any]] = driver.execute_script(PICTURES_JS)
+        loaded = [p for p in shown if p["loaded"]]
+        return shown if len(loaded) == 4 else None
+
+    try:
+        shown = wait(browser, 60).until(pictures)
+    except TimeoutException as exc:
+        state = browser.execute_script(
+            "return [document.getElementById('previews-caption').textContent,"
+            " Array.from(document.querySelectorAll('#previews img'), i => [i.complete, i.naturalWidth])]"
+        )
+        raise AssertionError(f"the pictures never showed: {state}") from exc
+    assert all("/storage/v1/object/sign/" in p["src"] for p in shown), shown
+    assert all(
+        stack.replicate is not None and str(stack.replicate.port) not in p["src"] for p in shown
+    )
+    caption = browser.find_element(By.ID, "previews-caption").text
+    assert caption == "Pictures ready: 4 of 4", caption
+
     shot = save_screenshot(browser, "playground-completed.png")
     assert shot.stat().st_size > 10_000
 
@@ -190,6 +212,13 @@ def test_cancel_from_the_page(
     assert (status, error) == ("failed", "Canceled by user.")
     assert emulator.training(training_id)["status"] == "canceled"
     save_screenshot(browser, "playground-canceled.png")
+
+
+PICTURES_JS = """
+return Array.from(document.querySelectorAll('#previews img'), (img) => ({
+  src: img.src, loaded: img.complete && img.naturalWidth > 0,
+}));
+"""
 
 
 VERSIONS_JS = """
