@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
@@ -165,10 +165,10 @@ def test_four_photos_through_the_page_to_completed(
 
     # The version's first pictures: the page keeps following the job until they are made, and
     # shows each from its signed Storage URL (our private copy), never from Replicate.
-    def pictures(driver: WebDriver) -> list[dict[str, Any]] | None:
+    def pictures(driver: WebDriver) -> list[dict[str, Any]] | Literal[False]:
         shown: list[dict[str, Any]] = driver.execute_script(PICTURES_JS)
         loaded = [p for p in shown if p["loaded"]]
-        return shown if len(loaded) == 4 else None
+        return shown if len(loaded) == 4 else False
 
     try:
         shown = wait(browser, 60).until(pictures)
