@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 from shared.domain.caller import Caller
@@ -46,10 +45,15 @@ def create_job_with_photos(
         return deps.jobs.insert(
             {**row, "progress": PROGRESS_UPLOADED, "photo_checksums": photo_checksums(jpegs)}
         )
-    except Exception:
+    except Exception as failure:
         # The id is ours alone until we answer: nobody else can have started this job.
-        with contextlib.suppress(Exception):
+        try:
             deps.jobs.delete(job_id)
+        except Exception:
+            # The row may stand, and we cannot tell: keep its photos, so that it is a whole
+            # version the owner sees on the twin and can start (a retry answers twin_busy), never
+            # a row whose start fails for photos removed under it. Unstarted, it expires.
+            raise failure from None
         remove_quietly(deps.photos, paths)
         if made:
             drop_twin_if_unused(twin.id, deps)

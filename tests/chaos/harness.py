@@ -560,6 +560,19 @@ def _retrain(
     made: dict[uuid.UUID, uuid.UUID] = {}
     lock = threading.Lock()
 
+    def adopt_the_version_on_its_way(twin_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        while True:
+            try:
+                versions = parts.deps().jobs.list_versions([twin_id])
+            except Exception:
+                continue  # the reads fail as often as anything else here
+            for job in versions:
+                if job.status is JobStatus.PENDING:
+                    observer.watch(job.id)
+                    with lock:
+                        made[job.id] = user_id
+            return
+
     def retrain(twin_id: uuid.UUID, user_id: uuid.UUID) -> None:
         caller = Caller(user_id=user_id, claims={})
         while True:
@@ -573,7 +586,10 @@ def _retrain(
                 job = create_job_with_photos(caller, plan, jpegs, deps)
             except AppError as exc:
                 if exc.code == "twin_busy":
-                    return  # the other request's version is on its way
+                    # A version is on its way: the other request's, or this one's own whose
+                    # answer was lost. The person would see it on the twin; so do we.
+                    adopt_the_version_on_its_way(twin_id, user_id)
+                    return
                 continue
             observer.watch(job.id)
             with lock:

@@ -336,3 +336,37 @@ def test_a_twin_deletion_that_replicate_interrupts_is_finished_by_the_sweep(
     report = sweep_all(deps, Deadline(30))
     assert report["twins"]["deletions_finished"] == 1, report
     assert twin_of(deps, v1).deleted_at is not None
+
+
+def test_an_upload_that_cannot_remove_its_unanswered_row_keeps_it_whole(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert's answer is lost and the removal fails too: the row may stand, so its photos
+    stay with it (a pending version the owner can start), and the retry is told the twin has a
+    version on its way."""
+    who = caller()
+    twin = twin_of(deps, trained(deps, who))
+    landed = deps.jobs.insert
+
+    def insert_then_lose_the_answer(row: dict) -> Job:
+        landed(row)
+        raise UpstreamError("The database did not answer.")
+
+    def refuse(job_id: object) -> None:
+        raise UpstreamError("The database did not answer.")
+
+    monkeypatch.setattr(deps.jobs, "insert", insert_then_lose_the_answer)
+    monkeypatch.setattr(deps.jobs, "delete", refuse)
+    jobs_before = set(deps.jobs.rows)  # type: ignore[attr-defined]
+    with pytest.raises(UpstreamError):
+        upload_multipart(who, form(twinId=str(twin.id)), deps)
+    [standing] = set(deps.jobs.rows) - jobs_before  # type: ignore[attr-defined]
+    job = deps.jobs.get(standing)
+    assert job is not None and job.status is JobStatus.PENDING and job.photo_urls
+    photos = deps.photos
+    assert isinstance(photos, InMemoryPhotoStore)
+    assert all(path in photos.objects for path in job.photo_urls)
+    monkeypatch.setattr(deps.jobs, "insert", landed)
+    with pytest.raises(AppError) as refused:
+        upload_multipart(who, form(twinId=str(twin.id)), deps)
+    assert refused.value.code == "twin_busy"
