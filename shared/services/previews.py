@@ -20,7 +20,6 @@ fails alone: the job stays completed.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +56,7 @@ from shared.domain.previews import (
 )
 from shared.domain.training import CLOCK_SKEW
 from shared.errors import AppError, ErrorCode, UpstreamError
-from shared.plumbing import webhooks
+from shared.plumbing import json_input, webhooks
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.settings import Settings
 from shared.services.common import TaskReport, for_each_job, remove_quietly, tally
@@ -345,7 +344,8 @@ def apply_preview_webhook(
         )
     webhooks.verify(secret.get_secret_value(), headers, body)
     try:
-        prediction = PredictionInfo.model_validate(json.loads(body))
+        # Bounded like the training webhook's: a deep body must not reach the parser.
+        prediction = PredictionInfo.model_validate(json_input.loads(body, plain_strings=False))
     except ValueError:
         raise AppError(
             ErrorCode.BAD_WEBHOOK, "The webhook body is not a prediction object."

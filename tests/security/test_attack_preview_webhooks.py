@@ -117,3 +117,17 @@ def test_a_missing_or_malformed_preview_id_is_refused(stack: LocalStack, http: h
         webhook_headers(stack.webhook_secret, garbage),
     )
     assert error_of(refused) == (400, "bad_webhook")
+
+
+def test_a_signed_deeply_nested_body_is_400_and_stores_nothing(
+    stack: LocalStack, http: httpx.Client, db: psycopg.Connection, picture: tuple[str, str]
+):
+    """Signed by Replicate's secret, yet bounded all the same, like the training webhook."""
+    pid, owner = picture
+    content = ('{"id": "pred_x", "input": ' + "[" * 5000 + "]" * 5000 + "}").encode()
+    before = all_previews(db, [owner])
+    response = deliver(
+        http, stack, {"previewId": pid}, content, webhook_headers(stack.webhook_secret, content)
+    )
+    assert error_of(response) == (400, "bad_webhook")
+    assert all_previews(db, [owner]) == before
