@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import record_deletion_refused, record_orphans_removed
 from shared.ports import DeletionRefused, JobFile
+from shared.services.common import TaskReport
 from shared.services.deps import Deps
 
 logger = Logger(child=True)
@@ -33,10 +34,7 @@ FILES_LISTED = 500
 
 
 @dataclass
-class OrphanReport:
-    seen: int = 0
-    errors: int = 0
-    skipped: int = 0
+class OrphanReport(TaskReport):
     objects_removed: int = 0
     zips_deleted: int = 0
     deletions_refused: int = 0
