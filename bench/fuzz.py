@@ -15,7 +15,7 @@ import time
 import httpx
 
 from bench.common import local_stack, record, table
-from shared import contract
+from shared.contract import routes
 from tests.security.fuzz import FuzzWorld, fuzz_route
 
 
@@ -27,7 +27,7 @@ def main() -> int:
     started = time.perf_counter()
     with local_stack(schedule_seconds=None) as stack, httpx.Client(timeout=60.0) as http:
         world = FuzzWorld.make(stack, http)
-        for route in contract.ROUTES:
+        for route in routes.ROUTES:
             try:
                 fuzz_route(world, route, args.examples)
             except Exception as exc:  # the property failed: Hypothesis's shrunk example
@@ -35,7 +35,7 @@ def main() -> int:
     seconds = time.perf_counter() - started
     answers = world.answers
     figures = {
-        "routes": len(contract.ROUTES),
+        "routes": len(routes.ROUTES),
         "examples_per_route": args.examples,
         "requests": sum(answers.values()),
         "answers_5xx": sum(n for status, n in answers.items() if status >= 500),

@@ -21,20 +21,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.domain.erasure import AccountErasure
-from shared.domain.eta import FinishedTimeline
-from shared.domain.history import ProgressPoint
-from shared.domain.job import Job, JobStatus
-from shared.domain.notice import CompletionNotice
-from shared.domain.previews import PredictionInfo, Preview, PreviewStatus
-from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
-from shared.domain.training import TrainingInfo
-from shared.domain.twin import Twin
+if TYPE_CHECKING:  # only the signatures name them: a function loads what its own code uses
+    from shared.domain.erasure import AccountErasure
+    from shared.domain.eta import FinishedTimeline
+    from shared.domain.history import ProgressPoint
+    from shared.domain.job import Job, JobStatus
+    from shared.domain.notice import CompletionNotice
+    from shared.domain.previews import PredictionInfo, Preview, PreviewStatus
+    from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
+    from shared.domain.training import TrainingInfo
+    from shared.domain.twin import Twin
 
 
 class JobStore(Protocol):
@@ -307,10 +308,11 @@ class PreviewStore(Protocol):
         preview_id: UUID,
         changes: dict[str, Any],
         *,
-        expect_status: PreviewStatus | None = PreviewStatus.PENDING,
+        expect_status: PreviewStatus | None = ...,
         expect_claim: UUID | None = None,
     ) -> Preview | None:
-        """Apply `changes` if the row still matches; None when it did not (or is gone)."""
+        """Apply `changes` if the row still matches (`expect_status`: pending unless given; None:
+        any); None when it did not (or is gone)."""
         ...
 
     def for_jobs(self, job_ids: Sequence[UUID]) -> list[Preview]:

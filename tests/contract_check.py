@@ -18,12 +18,12 @@ from typing import Any
 from openapi_schema_validator import OAS31Validator
 
 from devstack.function_urls import Answer, AnswerLog
-from shared import contract
+from shared.contract import routes
 from shared.errors import ErrorCode
 from tools import openapi
 
 REPO = Path(__file__).resolve().parents[1]
-FUNCTIONS = (contract.UPLOAD, contract.START, contract.STATUS)
+FUNCTIONS = (routes.UPLOAD, routes.START, routes.STATUS)
 E = ErrorCode
 
 # Codes a route declares that the test run does not provoke on it, each with why it is declared.
@@ -77,11 +77,11 @@ def documented(function: str) -> set[tuple[str, str]]:
     }
 
 
-def route_for(answer: Answer) -> contract.Route | None:
+def route_for(answer: Answer) -> routes.Route | None:
     if answer.route is None:
         return None
     key = (answer.function, answer.method, normalised(answer.route))
-    return next(r for r in contract.ROUTES if (r.function, r.method, normalised(r.path)) == key)
+    return next(r for r in routes.ROUTES if (r.function, r.method, normalised(r.path)) == key)
 
 
 def body_problems(answer: Answer, body: Any) -> list[str]:
@@ -119,7 +119,7 @@ def unreached(answers: Iterable[Answer]) -> list[str]:
     seen = {(route.operation_id, a.code) for a in answers if (route := route_for(a))}
     return [
         f"{route.operation_id}: {code.value}"
-        for route in contract.ROUTES
+        for route in routes.ROUTES
         for code in sorted(route.errors, key=lambda c: c.value)
         if (route.operation_id, code.value) not in seen and code not in DECLARED_FOR_SAFETY
     ]

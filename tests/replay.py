@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.replicate_emulator import trainer as emulated
-from shared.domain.eta import Expected
+from shared.domain.eta import Expected, first_estimate
 from shared.domain.history import ProgressPoint
 from shared.domain.job import Job, JobStatus
 from shared.domain.phases import Phase
-from shared.domain.progress import first_estimate, history_points, plan_update
+from shared.domain.progress import history_points, plan_update
 from shared.domain.trainer_logs import read_logs
 from shared.domain.training import TrainingInfo
 from shared.plumbing.settings import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.contract import ROUTES, Auth, Route
+from shared.contract.routes import ROUTES, Auth, Route
 from shared.domain.job import FailureCode
 from shared.errors import ErrorCode
 from tools.openapi import URLS
@@ -42,12 +42,12 @@ def route_table() -> str:
     rows = ["| URL | route | auth | takes | answers | does |", "|---|---|---|---|---|---|"]
     for route in ROUTES:
         takes = [f"`{p.name}` ({p.where})" for p in route.params if p.where == "query"]
-        if route.body is not None:
+        if (body := route.body_model) is not None:
             kind = "multipart " if route.multipart else ""
-            takes.append(f"{kind}`{shape(route.body, request=True)}`")
+            takes.append(f"{kind}`{shape(body, request=True)}`")
         answers = ", ".join(
             f"{status} `{shape(model, request=False)}`"
-            for status, model in sorted(route.responses.items())
+            for status, model in sorted(route.response_models.items())
         )
         rows.append(
             f"| {URL_OF[route.function]} | `{route.method} {route.path}` | {AUTH[route.auth]} "

@@ -18,8 +18,8 @@ from uuid import UUID
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import contract
-from shared.contract import Auth, Route
+from shared.contract import base, jobs, previews, routes, start, status, twins, upload
+from shared.contract.routes import Auth, Route
 from shared.domain.job import FailureCode, JobStatus
 from shared.domain.phases import Phase
 from shared.domain.previews import PreviewFailure, PreviewKind, PreviewStatus, SetStatus
@@ -31,11 +31,11 @@ from shared.photos.rules import ACCEPTED_UPLOAD_CONTENT_TYPES
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "openapi"
 
 # The URL each document describes, by its short name (the README's "upload", "start", "status").
-URLS = {"upload": contract.UPLOAD, "start": contract.START, "status": contract.STATUS}
+URLS = {"upload": routes.UPLOAD, "start": routes.START, "status": routes.STATUS}
 TITLES = {
-    contract.UPLOAD: "creates a job from the person's photos",
-    contract.START: "starts a job's training",
-    contract.STATUS: "a job's status, the owner's jobs, cancel and delete, Replicate's webhooks",
+    routes.UPLOAD: "creates a job from the person's photos",
+    routes.START: "starts a job's training",
+    routes.STATUS: "a job's status, the owner's jobs, cancel and delete, Replicate's webhooks",
 }
 SCHEMA_REF = "#/components/schemas/{model}"
 SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
@@ -60,7 +60,7 @@ SECURITY_SCHEMES = {
     },
 }
 DESCRIPTION = """\
-Generated from the route registry in `shared/contract.py`; do not edit by hand.
+Generated from the route registry in `shared/contract/routes.py`; do not edit by hand.
 
 Errors are `{"error": {"code", "message"}}` with the code's status; each operation lists every
 code it can answer (the test suite records every answer and fails on a code not listed). A path
@@ -86,7 +86,7 @@ PHOTO_PATHS = [f"{USER}/{JOB}/0{i}.jpg" for i in (1, 2, 3)]
 def examples() -> dict[type[BaseModel], BaseModel]:
     """One valid instance of each body, shown as the operation's example."""
     upload_expires = AT + timedelta(hours=2)
-    twin = contract.TwinResponse(
+    twin = twins.TwinResponse(
         twin_id=TWIN,
         name="Ember",
         customization_data={"type": "fox", "colors": ["orange"]},
@@ -95,7 +95,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         created_at=AT - timedelta(days=3),
         updated_at=AT,
         versions=[
-            contract.VersionResponse(
+            twins.VersionResponse(
                 job_id=EARLIER,
                 version=1,
                 active=False,
@@ -109,7 +109,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                 error_code=None,
                 error_message=None,
             ),
-            contract.VersionResponse(
+            twins.VersionResponse(
                 job_id=JOB,
                 version=2,
                 active=True,
@@ -126,25 +126,25 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         ],
     )
     return {
-        contract.UploadForm: contract.UploadForm(
+        upload.UploadForm: upload.UploadForm(
             photos=[b"<jpeg bytes>"] * 3,
             fursona_name="Ember",
             customization_data='{"type": "fox", "furType": "fluffy", "colors": ["orange"]}',
         ),
-        contract.SignedUploadRequest: contract.SignedUploadRequest(
+        upload.SignedUploadRequest: upload.SignedUploadRequest(
             fursona_name="Ember",
-            customization_data=contract.CustomizationData(type="fox", colors=["orange"]),
+            customization_data=base.CustomizationData(type="fox", colors=["orange"]),
             photos=[
-                contract.DeclaredPhoto(
+                upload.DeclaredPhoto(
                     filename=f"IMG_{i}.HEIC", content_type="image/heic", size=8_123_456
                 )
                 for i in (1, 2, 3)
             ],
         ),
-        contract.CompleteRequest: contract.CompleteRequest(),
-        contract.JobRequest: contract.JobRequest(job_id=JOB),
-        contract.StatusRequest: contract.StatusRequest(job_id=JOB, history=True),
-        contract.UploadResponse: contract.UploadResponse(
+        upload.CompleteRequest: upload.CompleteRequest(),
+        base.JobRequest: base.JobRequest(job_id=JOB),
+        status.StatusRequest: status.StatusRequest(job_id=JOB, history=True),
+        upload.UploadResponse: upload.UploadResponse(
             job_id=JOB,
             twin_id=TWIN,
             version=1,
@@ -152,7 +152,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             status=JobStatus.PENDING,
             progress=20,
         ),
-        contract.SignedUploadResponse: contract.SignedUploadResponse(
+        upload.SignedUploadResponse: upload.SignedUploadResponse(
             job_id=JOB,
             twin_id=TWIN,
             version=1,
@@ -160,7 +160,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             progress=0,
             expires_at=upload_expires,
             uploads=[
-                contract.UploadTarget(
+                upload.UploadTarget(
                     photo=i,
                     path=f"{USER}/{JOB}/upload/0{i}",
                     url=f"https://<project>.supabase.co/storage/v1/object/upload/sign/"
@@ -172,12 +172,12 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                 for i in (1, 2, 3)
             ],
         ),
-        contract.StartResponse: contract.StartResponse(
+        start.StartResponse: start.StartResponse(
             job_id=JOB,
             training_id=None,
             status=JobStatus.QUEUED,
             progress=20,
-            queue=contract.QueueView(
+            queue=start.QueueView(
                 position=12,
                 held_by=HeldBy.CAP,
                 estimated_start_at=AT + timedelta(minutes=12),
@@ -185,7 +185,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                 "about 12 minutes (number 12 in line).",
             ),
         ),
-        contract.StatusResponse: contract.StatusResponse(
+        status.StatusResponse: status.StatusResponse(
             job_id=JOB,
             twin_id=TWIN,
             version=2,
@@ -201,7 +201,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             step=450,
             total_steps=1000,
             retry_after_seconds=5,
-            history=contract.ProgressHistory(
+            history=status.ProgressHistory(
                 started_at=AT + timedelta(minutes=2),
                 seconds=[3, 7, 10],
                 steps=[5, 10, 15],
@@ -219,12 +219,12 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             completed_at=AT + timedelta(minutes=11),
             metrics={"predict_time": 651.2},
         ),
-        contract.DeletionResponse: contract.DeletionResponse(
+        jobs.DeletionResponse: jobs.DeletionResponse(
             job_id=JOB, deleted=True, deletion_requested_at=AT, deleted_at=AT
         ),
-        contract.JobList: contract.JobList(
+        jobs.JobList: jobs.JobList(
             jobs=[
-                contract.JobSummary(
+                jobs.JobSummary(
                     job_id=JOB,
                     twin_id=TWIN,
                     version=1,
@@ -240,7 +240,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                     created_at=AT,
                     completed_at=AT + timedelta(minutes=11),
                 ),
-                contract.JobSummary(
+                jobs.JobSummary(
                     job_id=UUID("9d2e7c41-5b3a-4e8f-a6c2-1f0b9e8d7c6a"),
                     twin_id=UUID("1b7f0c2e-3d4a-4e5b-8c6d-7e8f9a0b1c2d"),
                     version=1,
@@ -259,22 +259,22 @@ def examples() -> dict[type[BaseModel], BaseModel]:
             ],
             next_cursor="WyIyMDI2LTEyLTAzVDEwOjAwOjAwKzAwOjAwIiwgIjlkMmU3YzQxIl0",
         ),
-        contract.TwinResponse: twin,
-        contract.TwinListResponse: contract.TwinListResponse(twins=[twin]),
-        contract.TwinUpdate: contract.TwinUpdate(name="Blaze"),
-        contract.ActivateRequest: contract.ActivateRequest(job_id=JOB),
-        contract.TwinDeletionResponse: contract.TwinDeletionResponse(
+        twins.TwinResponse: twin,
+        twins.TwinListResponse: twins.TwinListResponse(twins=[twin]),
+        twins.TwinUpdate: twins.TwinUpdate(name="Blaze"),
+        twins.ActivateRequest: twins.ActivateRequest(job_id=JOB),
+        twins.TwinDeletionResponse: twins.TwinDeletionResponse(
             twin_id=TWIN, deleted=True, deletion_requested_at=AT, deleted_at=AT
         ),
-        contract.PreviewRequest: contract.PreviewRequest(style="watercolor", count=2),
-        contract.PreviewSetView: PREVIEW_SET,
-        contract.PreviewWebhookResponse: contract.PreviewWebhookResponse(
+        previews.PreviewRequest: previews.PreviewRequest(style="watercolor", count=2),
+        previews.PreviewSetView: PREVIEW_SET,
+        previews.PreviewWebhookResponse: previews.PreviewWebhookResponse(
             preview_id=UUID("5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b"), status=PreviewStatus.READY
         ),
     }
 
 
-PREVIEW_SET = contract.PreviewSetView(
+PREVIEW_SET = previews.PreviewSetView(
     set_id=UUID("0c4b6a8e-2f1d-4e3c-9b5a-7d6e8f9a0b1c"),
     kind=PreviewKind.ON_DEMAND,
     style="watercolor",
@@ -283,7 +283,7 @@ PREVIEW_SET = contract.PreviewSetView(
     total=2,
     created_at=AT,
     pictures=[
-        contract.PreviewPicture(
+        previews.PreviewPicture(
             preview_id=UUID("5e1d2c3b-4a59-4687-9c8b-7a6f5e4d3c2b"),
             slot=0,
             status=PreviewStatus.READY,
@@ -296,7 +296,7 @@ PREVIEW_SET = contract.PreviewSetView(
             error_code=None,
             error_message=None,
         ),
-        contract.PreviewPicture(
+        previews.PreviewPicture(
             preview_id=UUID("6f2e3d4c-5b6a-4798-8d9c-8b7a6f5e4d3c"),
             slot=1,
             status=PreviewStatus.FAILED,
@@ -311,15 +311,15 @@ PREVIEW_SET = contract.PreviewSetView(
 )
 
 
-def bodies(routes: list[Route]) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:
-    """The request models and the response models of `routes`, each once, in route order."""
-    requests = [r.body for r in routes if r.body is not None]
-    responses = [m for r in routes for m in r.responses.values()]
+def bodies(chosen: list[Route]) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:
+    """The request models and the response models of `chosen`, each once, in route order."""
+    requests = [m for r in chosen if (m := r.body_model) is not None]
+    responses = [m for r in chosen for m in r.response_models.values()]
     return list(dict.fromkeys(requests)), list(dict.fromkeys(responses))
 
 
-def component_schemas(routes: list[Route]) -> dict[str, Any]:
-    requests, responses = bodies(routes)
+def component_schemas(chosen: list[Route]) -> dict[str, Any]:
+    requests, responses = bodies(chosen)
     keyed = [(m, "validation") for m in requests] + [(m, "serialization") for m in responses]
     _, schemas = models_json_schema(keyed, by_alias=True, ref_template=SCHEMA_REF)  # type: ignore[arg-type]
     out: dict[str, Any] = {
@@ -381,15 +381,16 @@ def example_of(model: type[BaseModel], shown: dict[type[BaseModel], BaseModel]) 
 
 
 def request_body(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[str, Any] | None:
-    if route.body is None:
+    body = route.body_model
+    if body is None:
         return None
     if route.multipart:
-        example = example_of(route.body, shown)
+        example = example_of(body, shown)
         example["photos"] = ["<a.jpg>", "<b.jpg>", "<c.heic>"]
         types = ", ".join(sorted(ACCEPTED_UPLOAD_CONTENT_TYPES))
         media = {
             "multipart/form-data": {
-                "schema": ref(route.body),
+                "schema": ref(body),
                 "encoding": {"photos": {"contentType": types}},
                 "example": example,
             }
@@ -397,8 +398,8 @@ def request_body(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[
     else:
         media = {
             "application/json": {
-                "schema": ref(route.body),
-                "example": example_of(route.body, shown),
+                "schema": ref(body),
+                "example": example_of(body, shown),
             }
         }
     limit = (
@@ -406,13 +407,13 @@ def request_body(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[
         if route.body_limit
         else "The Function URL's own limit applies (6 MB with the event around it)."
     )
-    required = route.body is not contract.CompleteRequest
+    required = body is not upload.CompleteRequest
     return {"required": required, "description": limit, "content": media}
 
 
 def responses(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for status, model in sorted(route.responses.items()):
+    for code_status, model in sorted(route.response_models.items()):
         answer: dict[str, Any] = {
             "description": model.__doc__.strip().splitlines()[0] if model.__doc__ else "OK",
             "content": {
@@ -427,14 +428,14 @@ def responses(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[str
                     "schema": {"type": "integer", "minimum": 1},
                 }
             }
-        out[str(status)] = answer
+        out[str(code_status)] = answer
     by_status: dict[int, list[ErrorCode]] = {}
     for code in ErrorCode:  # catalogue order: the same order in every document
         if code in route.errors:
             by_status.setdefault(code.status, []).append(code)
-    for status, codes in sorted(by_status.items()):
+    for code_status, codes in sorted(by_status.items()):
         rows = "\n".join(f"- `{code.value}`: {code.advice}" for code in codes)
-        out[str(status)] = {
+        out[str(code_status)] = {
             "description": rows,
             "content": {
                 "application/json": {
@@ -478,10 +479,10 @@ def operation(route: Route, shown: dict[type[BaseModel], BaseModel]) -> dict[str
 
 
 def document(function: str) -> dict[str, Any]:
-    routes = [r for r in contract.ROUTES if r.function == function]
+    chosen = [r for r in routes.ROUTES if r.function == function]
     shown = examples()
     paths: dict[str, dict[str, Any]] = {}
-    for route in routes:
+    for route in chosen:
         paths.setdefault(route.path, {})[route.method.lower()] = operation(route, shown)
     return {
         "openapi": "3.1.0",
@@ -500,11 +501,11 @@ def document(function: str) -> dict[str, Any]:
         ],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": component_schemas(routes),
+            "schemas": component_schemas(chosen),
             "securitySchemes": {
                 name: scheme
                 for name, scheme in SECURITY_SCHEMES.items()
-                if any(name in s for r in routes for s in SECURITY[r.auth])
+                if any(name in s for r in chosen for s in SECURITY[r.auth])
             },
         },
     }

@@ -3,52 +3,52 @@
 (GET /twins, GET/PATCH/DELETE /twins/<twinId>, PUT /twins/<twinId>/active, POST
 /twins/<twinId>/previews), Replicate's webhooks (POST /webhooks/replicate?jobId=, POST
 /webhooks/replicate/previews?previewId=) and the scheduled sweep of every active job. The routes, their
-bodies and error codes: `shared.contract`."""
+bodies and error codes: `shared.contract.routes`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap, contract
+from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import (
-    ActivateRequest,
-    DeletionResponse,
-    PreviewRequest,
-    PreviewSetView,
-    PreviewWebhookResponse,
-    StatusRequest,
-    TwinDeletionResponse,
-    TwinListResponse,
-    TwinResponse,
-)
+from shared.contract import routes
+from shared.contract.previews import PreviewWebhookResponse
+from shared.contract.status import StatusRequest
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import logger, metrics
-from shared.services.listing import list_jobs
-from shared.services.preview_requests import request_previews
-from shared.services.previews import apply_preview_webhook, signed_sets
-from shared.services.privacy import cancel_job, delete_job
 from shared.services.status import apply_webhook, get_status, status_answer
-from shared.services.sweep import sweep_all
-from shared.services.twins import (
-    TwinView,
-    activate_version,
-    delete_twin,
-    get_twin,
-    list_twins,
-    parse_twin_id,
-    update_twin,
+
+if TYPE_CHECKING:
+    from shared.contract.twins import TwinResponse
+    from shared.services.twins import TwinView
+
+# A job's status and Replicate's training webhook, what this URL answers most, load with the
+# function. The other routes (the job list, cancel and delete, the twins, new pictures and their
+# webhook) and the sweep load their code when first asked (cold start: bench cold_start), or
+# during init when it runs ahead of time.
+ON_DEMAND = (
+    "shared.services.start",
+    "shared.services.launch",
+    "shared.services.notices",
+    "shared.services.previews",
+    "shared.services.listing",
+    "shared.services.privacy",
+    "shared.services.twins",
+    "shared.services.preview_requests",
+    "shared.services.sweep",
+    "shared.contract.jobs",
+    "shared.contract.twins",
 )
 
 app = api.make_app(bootstrap.settings)
 # SDKs load at first use; with SnapStart or provisioned concurrency, during init instead.
-warmup.preload(*warmup.REQUEST_PATH, "replicate")
+warmup.preload(*warmup.REQUEST_PATH, "replicate", *ON_DEMAND)
 
 
 def _answer(user_id: UUID, job_id: UUID, *, history: bool) -> Any:
@@ -58,22 +58,24 @@ def _answer(user_id: UUID, job_id: UUID, *, history: bool) -> Any:
     return api.respond_status(status_answer(job, deps, with_history=history))
 
 
-@app.handle(contract.GET_STATUS)
+@app.handle(routes.GET_STATUS)
 def status_get() -> Any:
     who = requests.caller(app)
     job_id = requests.query_job_id(app)
     return _answer(who.user_id, job_id, history=requests.query_flag(app, "history"))
 
 
-@app.handle(contract.POST_STATUS)
+@app.handle(routes.POST_STATUS)
 def status_post() -> Any:
     who, body = requests.json_request(app)
     request = requests.parse_model(StatusRequest, body)
     return _answer(who.user_id, request.job_id, history=request.history)
 
 
-@app.handle(contract.LIST_JOBS)
+@app.handle(routes.LIST_JOBS)
 def jobs_get() -> Any:
+    from shared.services.listing import list_jobs
+
     who = requests.caller(app)
     query = app.current_event.get_query_string_value
     page = list_jobs(
@@ -82,8 +84,10 @@ def jobs_get() -> Any:
     return api.respond(200, page)
 
 
-@app.handle(contract.CANCEL_JOB)
+@app.handle(routes.CANCEL_JOB)
 def cancel_post() -> Any:
+    from shared.services.privacy import cancel_job
+
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))
     deps = bootstrap.deps(requests.deadline(app))
@@ -91,47 +95,60 @@ def cancel_post() -> Any:
 
 
 def _delete(user_id: UUID, job_id: UUID) -> Any:
+    from shared.contract.jobs import DeletionResponse
+    from shared.services.privacy import delete_job
+
     logger.append_keys(job_id=str(job_id))
     job = delete_job(user_id, job_id, bootstrap.deps(requests.deadline(app)))
     # 202 while the sweep still has something to remove; 200 once everything is gone.
     return api.respond(200 if job.deleted_at else 202, DeletionResponse.of(job))
 
 
-@app.handle(contract.DELETE_JOB)
+@app.handle(routes.DELETE_JOB)
 def delete_query() -> Any:
     who = requests.caller(app)
     return _delete(who.user_id, requests.query_job_id(app))
 
 
-@app.handle(contract.DELETE_JOB_POST)
+@app.handle(routes.DELETE_JOB_POST)
 def delete_post() -> Any:
     who, request = requests.job_request(app)
     return _delete(who.user_id, request.job_id)
 
 
-@app.handle(contract.LIST_TWINS)
+@app.handle(routes.LIST_TWINS)
 def twins_list() -> Any:
+    from shared.contract.twins import TwinListResponse
+    from shared.services.twins import list_twins
+
     who = requests.caller(app)
     views = list_twins(who.user_id, bootstrap.deps(requests.deadline(app)))
     return api.respond(200, TwinListResponse(twins=[_twin(v) for v in views]))
 
 
-@app.handle(contract.GET_TWIN)
+@app.handle(routes.GET_TWIN)
 def twin_get(twin_id: str) -> Any:
+    from shared.services.twins import get_twin
+
     who = requests.caller(app)
     view = get_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
     return api.respond(200, _twin(view))
 
 
-@app.handle(contract.UPDATE_TWIN)
+@app.handle(routes.UPDATE_TWIN)
 def twin_update(twin_id: str) -> Any:
+    from shared.services.twins import update_twin
+
     who, body = requests.json_request(app)
     deps = bootstrap.deps(requests.deadline(app))
     return api.respond(200, _twin(update_twin(who.user_id, _twin_id(twin_id), body, deps)))
 
 
-@app.handle(contract.ACTIVATE_VERSION)
+@app.handle(routes.ACTIVATE_VERSION)
 def twin_activate(twin_id: str) -> Any:
+    from shared.contract.twins import ActivateRequest
+    from shared.services.twins import activate_version
+
     who, body = requests.json_request(app)
     request = requests.parse_model(ActivateRequest, body)
     deps = bootstrap.deps(requests.deadline(app))
@@ -139,8 +156,11 @@ def twin_activate(twin_id: str) -> Any:
     return api.respond(200, _twin(view))
 
 
-@app.handle(contract.DELETE_TWIN)
+@app.handle(routes.DELETE_TWIN)
 def twin_delete(twin_id: str) -> Any:
+    from shared.contract.twins import TwinDeletionResponse
+    from shared.services.twins import delete_twin
+
     who = requests.caller(app)
     twin = delete_twin(who.user_id, _twin_id(twin_id), bootstrap.deps(requests.deadline(app)))
     # 202 while the sweep still has something to remove; 200 once everything is gone.
@@ -148,20 +168,28 @@ def twin_delete(twin_id: str) -> Any:
 
 
 def _twin_id(raw: str) -> UUID:
+    from shared.services.versions import parse_twin_id
+
     twin_id = parse_twin_id(raw)
     logger.append_keys(twin_id=str(twin_id))
     return twin_id
 
 
 def _twin(view: TwinView) -> TwinResponse:
+    from shared.contract.twins import TwinResponse
+
     signed = view.previews
     if signed is None:
         return TwinResponse.of(view.twin, view.versions)
     return TwinResponse.of(view.twin, view.versions, signed.sets, signed.urls, signed.expires_at)
 
 
-@app.handle(contract.REQUEST_PREVIEWS)
+@app.handle(routes.REQUEST_PREVIEWS)
 def twin_previews(twin_id: str) -> Any:
+    from shared.contract.previews import PreviewRequest, PreviewSetView
+    from shared.services.preview_requests import request_previews
+    from shared.services.previews import signed_sets
+
     who, body = requests.json_request(app)
     request = requests.parse_model(PreviewRequest, body)
     deps = bootstrap.deps(requests.deadline(app))
@@ -173,8 +201,10 @@ def twin_previews(twin_id: str) -> Any:
     return api.respond(202 if answer.status == "pending" else 200, answer)
 
 
-@app.handle(contract.PREVIEW_WEBHOOK)
+@app.handle(routes.PREVIEW_WEBHOOK)
 def preview_webhook() -> Any:
+    from shared.services.previews import apply_preview_webhook
+
     preview_id = requests.query_uuid(app, "previewId")
     logger.append_keys(preview_id=str(preview_id))
     headers = dict(app.current_event.headers or {})
@@ -183,7 +213,7 @@ def preview_webhook() -> Any:
     return api.respond(200, PreviewWebhookResponse(preview_id=picture.id, status=picture.status))
 
 
-@app.handle(contract.REPLICATE_WEBHOOK)
+@app.handle(routes.REPLICATE_WEBHOOK)
 def replicate_webhook() -> Any:
     job_id = requests.query_job_id(app)
     logger.append_keys(job_id=str(job_id))
@@ -203,6 +233,8 @@ def is_schedule(event: dict[str, Any]) -> bool:
 )
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_schedule(event):
+        from shared.services.sweep import sweep_all
+
         # Leave time to finish in-flight checks before Lambda's own deadline.
         deadline = Deadline.from_context(context, margin_seconds=10.0)
         report = sweep_all(bootstrap.deps(deadline), deadline)

@@ -1,6 +1,6 @@
 """start_ai_training: POST / {jobId, userId?} -> 202 {jobId, trainingId, status, progress,
 queue}: the job joins the line and starts at once when it is its turn; idempotent; a failed job
-answers 409 job_failed. The route: `shared.contract.START_TRAINING`."""
+answers 409 job_failed. The route: `shared.contract.routes.START_TRAINING`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap, contract
+from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import StartResponse
+from shared.contract import routes
+from shared.contract.start import StartResponse
 from shared.plumbing import warmup
 from shared.plumbing.observability import logger, metrics
 from shared.services.start import queue_place, start_training
@@ -22,7 +23,7 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "replicate")
 
 
-@app.handle(contract.START_TRAINING)
+@app.handle(routes.START_TRAINING)
 def start() -> Any:
     who, request = requests.job_request(app)
     logger.append_keys(job_id=str(request.job_id))

@@ -2,7 +2,7 @@
 - POST / (multipart photos + form fields) -> 201 {jobId, photoUrls, status, progress};
 - POST /uploads (JSON: the photos to come) -> 201 {jobId, status, progress, expiresAt, uploads};
 - POST /uploads/<jobId>/complete -> 200 {jobId, photoUrls, status, progress}.
-The routes, their bodies and error codes: `shared.contract`.
+The routes, their bodies and error codes: `shared.contract.routes`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap, contract
+from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
-from shared.contract import UploadResponse
+from shared.contract import routes
+from shared.contract.upload import UploadResponse
 from shared.plumbing import warmup
 from shared.plumbing.observability import logger
 from shared.services.signed_upload import complete_signed_upload, create_signed_upload
@@ -26,7 +27,7 @@ app = api.make_app(bootstrap.settings)
 warmup.preload(*warmup.REQUEST_PATH, "shared.photos.normalise")
 
 
-@app.handle(contract.UPLOAD_MULTIPART)
+@app.handle(routes.UPLOAD_MULTIPART)
 def upload() -> Any:
     who, form = requests.form_request(app)
     job = upload_multipart(who, form, bootstrap.deps(requests.deadline(app)))
@@ -34,7 +35,7 @@ def upload() -> Any:
     return api.respond(201, UploadResponse.of(job))
 
 
-@app.handle(contract.CREATE_SIGNED_UPLOAD)
+@app.handle(routes.CREATE_SIGNED_UPLOAD)
 def create_upload() -> Any:
     who, body = requests.json_request(app)
     created = create_signed_upload(who, body, bootstrap.deps(requests.deadline(app)))
@@ -45,7 +46,7 @@ def create_upload() -> Any:
     return api.respond(201, created)
 
 
-@app.handle(contract.COMPLETE_SIGNED_UPLOAD)
+@app.handle(routes.COMPLETE_SIGNED_UPLOAD)
 def complete_upload(job_id: str) -> Any:
     who, _ = requests.json_request(app)
     deps = bootstrap.deps(requests.deadline(app))

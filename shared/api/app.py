@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -16,10 +16,13 @@ from shared.api.function_url_resolver import (
     Response,
     content_types,
 )
-from shared.contract import Route, StatusResponse
+from shared.contract.routes import Route
 from shared.errors import AppError, ConfigError, ErrorCode
 from shared.plumbing.observability import logger
 from shared.plumbing.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.contract.status import StatusResponse
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -64,7 +67,7 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
             self._request.event = self._request.context = None
 
     def handle(self, route: Route) -> Callable[[H], H]:
-        """Register the decorated function as the handler of `route` (from `shared.contract`)."""
+        """Register the decorated function as the handler of `route` (from `shared.contract.routes`)."""
         self.declared.append(route)
         decorate: Callable[[H], H] = self.route(rule=route.rule, method=route.method)
         return decorate

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
 from shared.api.app import FunctionUrlApp
 from shared.api.auth import authenticate
-from shared.contract import MAX_JSON_BODY_BYTES, MULTIPART_MAX_BYTES, JobRequest
+from shared.contract.base import JobRequest
+from shared.contract.routes import MAX_JSON_BODY_BYTES, MULTIPART_MAX_BYTES
 from shared.domain.caller import Caller, check_claimed_user
 from shared.errors import AppError, ErrorCode
 from shared.plumbing import json_input
 from shared.plumbing.deadline import Deadline
-from shared.plumbing.multipart import Form, parse_form
 from shared.plumbing.observability import logger
 from shared.plumbing.validation import first_problem
+
+if TYPE_CHECKING:
+    from shared.plumbing.multipart import Form
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -120,6 +123,9 @@ def job_request(app: FunctionUrlApp) -> tuple[Caller, JobRequest]:
 def form_request(app: FunctionUrlApp) -> tuple[Caller, Form]:
     """The caller and their multipart form, refused with a pointer to the signed flow when it
     is too large to have come through a Function URL whole; a `userId` field must be theirs."""
+    # Only the upload function takes forms: the parser (python-multipart) loads with its first.
+    from shared.plumbing.multipart import parse_form
+
     who = caller(app)
     body = raw_body(app)
     if len(body) > MULTIPART_MAX_BYTES:

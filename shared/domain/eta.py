@@ -17,10 +17,14 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from shared.domain.phases import Phase
-from shared.domain.trainer_logs import Bar
 from shared.plumbing.settings import Settings
+
+if TYPE_CHECKING:  # names in signatures only: the start path never reads a log
+    from shared.domain.trainer_logs import Bar
+    from shared.domain.training import TrainingInfo
 
 # Until some jobs have completed: the share of EXPECTED_TRAINING_SECONDS each phase takes.
 DEFAULT_SHARES = {
@@ -171,3 +175,11 @@ def estimate(
     phase_end = max(now, began + timedelta(seconds=current))
     rest = expected.before(phase, total_steps) - current
     return phase_end + timedelta(seconds=rest)
+
+
+def first_estimate(
+    training: TrainingInfo, expected: Expected, now: datetime, settings: Settings
+) -> datetime:
+    """The estimate of a training just created: every phase as `expected`."""
+    began = {Phase.PREPARING_GPU: training.created_at or now}
+    return estimate(Phase.PREPARING_GPU, began, [], settings.training_steps, expected, now)

@@ -40,14 +40,6 @@ def training_progress(done: int, total: int) -> int:
     return PROGRESS_TRAINING_STARTED + (span * done) // total
 
 
-def first_estimate(
-    training: TrainingInfo, expected: Expected, now: datetime, settings: Settings
-) -> datetime:
-    """The estimate of a training just created: every phase as `expected`."""
-    began = {Phase.PREPARING_GPU: training.created_at or now}
-    return estimate(Phase.PREPARING_GPU, began, [], settings.training_steps, expected, now)
-
-
 def readable_failure(training: TrainingInfo) -> str:
     """A sentence for the person; the raw upstream detail stays in the logs."""
     if training.status == "canceled":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 from uuid import UUID
@@ -74,6 +73,8 @@ def for_each_job(
 
     if not jobs:
         return []
+    from concurrent.futures import ThreadPoolExecutor  # the sweep's tasks: not a request's path
+
     with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         return [(job, *done) for job, done in zip(jobs, pool.map(attempt, jobs), strict=True)]
 

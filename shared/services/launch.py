@@ -35,10 +35,9 @@ from urllib.parse import quote
 from aws_lambda_powertools import Logger
 
 from shared.domain.claims import NOT_STARTED_MESSAGE
-from shared.domain.eta import RECENT_JOBS, Expected, expected_from
+from shared.domain.eta import RECENT_JOBS, Expected, expected_from, first_estimate
 from shared.domain.job import PROGRESS_TRAINING_STARTED, FailureCode, Job, JobStatus, failed
 from shared.domain.phases import Phase
-from shared.domain.progress import first_estimate
 from shared.domain.training import CLOCK_SKEW, TrainingInfo
 from shared.errors import AppError, ErrorCode, UpstreamError
 from shared.photos.rules import JPEG_SIGNATURE, photo_checksum

@@ -8,7 +8,8 @@ import json
 from datetime import datetime
 from uuid import UUID
 
-from shared.contract import LIST_JOBS_LIMIT_DEFAULT, LIST_JOBS_LIMIT_MAX, JobList, JobSummary
+from shared.contract.jobs import JobList, JobSummary
+from shared.contract.routes import LIST_JOBS_LIMIT_DEFAULT, LIST_JOBS_LIMIT_MAX
 from shared.errors import AppError, ErrorCode
 from shared.plumbing import json_input
 from shared.ports import JobPosition

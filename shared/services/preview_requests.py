@@ -9,13 +9,13 @@ import uuid
 from datetime import UTC, datetime
 from uuid import UUID
 
-from shared.contract import PreviewRequest
+from shared.contract.previews import PreviewRequest
 from shared.domain.job import JobStatus
 from shared.domain.previews import PREVIEW_NAMESPACE, STYLES, PreviewKind, PreviewSet, group_sets
 from shared.errors import AppError, ErrorCode
 from shared.services.deps import Deps
 from shared.services.previews import new_rows, run_pictures
-from shared.services.twins import owned_twin
+from shared.services.versions import owned_twin
 
 
 def request_previews(

@@ -34,7 +34,7 @@ from uuid import UUID
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from shared.contract import DeclaredPhoto, SignedUploadResponse, UploadTarget
+from shared.contract.upload import DeclaredPhoto, SignedUploadResponse, UploadTarget
 from shared.domain.caller import Caller
 from shared.domain.job import PROGRESS_UPLOADED, FailureCode, Job, JobStatus, failed
 from shared.domain.storage_paths import final_photo_path, raw_photo_path, upload_folder
@@ -57,13 +57,13 @@ from shared.services.intake import (
     new_job_row,
     photo_limits,
 )
-from shared.services.twins import drop_twin_if_unused, open_twin, plan_version
 from shared.services.upload_expiry import (
     UPLOAD_EXPIRED_MESSAGE,
     expire_job,
     job_objects,
     upload_window_closed,
 )
+from shared.services.versions import drop_twin_if_unused, open_twin, plan_version
 
 logger = Logger(child=True)
 

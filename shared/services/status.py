@@ -1,4 +1,10 @@
-"""check_training_status: answer a job's status, follow Replicate, apply its webhooks."""
+"""check_training_status: answer a job's status, follow Replicate, apply its webhooks.
+
+A training job's status and its webhooks are what this function serves most; the branches that
+run once in a job's life (its end: the next job admitted, its first pictures, its notice; a
+stalled start resumed) or only for some jobs (a queued one's place, a completed one's pictures)
+import their code when they first run, so a cold start for a training job does not pay for them
+(bench cold_start)."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
-from shared.contract import PreviewSetView, StatusResponse
+from shared.contract.status import StatusResponse
 from shared.domain.claims import stalled_start
 from shared.domain.job import FailureCode, Job, JobStatus, failed, poll_after_seconds
 from shared.domain.progress import history_points, plan_update
@@ -19,10 +25,6 @@ from shared.plumbing.observability import record_training_finished
 from shared.plumbing.settings import Settings
 from shared.services.common import owned_job
 from shared.services.deps import Deps
-from shared.services.launch import resume_stalled_start
-from shared.services.notices import notify_once
-from shared.services.previews import signed_sets, start_completion_previews
-from shared.services.start import admit_next, queue_place
 
 logger = Logger(child=True)
 
@@ -84,12 +86,20 @@ def _settle(before: Job, after: Job, deps: Deps, *, moved_by_us: bool) -> Job:
     sure its notice goes out (once, whoever ended it: a webhook and the sweep may both get here
     for the same job), with its previews first (made once, whoever ended it; the notice waits a
     while for them)."""
-    if moved_by_us and before.status is JobStatus.TRAINING and after.status.is_final:
+    if not after.status.is_final:
+        return after
+    if moved_by_us and before.status is JobStatus.TRAINING:
+        from shared.services.start import admit_next
+
         record_training_finished(after)
         admit_next(deps)
     if after.status is JobStatus.COMPLETED and after.previews_requested_at is None:
+        from shared.services.previews import start_completion_previews
+
         start_completion_previews(after, deps)
         after = deps.jobs.get(after.id) or after
+    from shared.services.notices import notify_once
+
     notify_once(after, deps)
     return after
 
@@ -100,9 +110,11 @@ def refresh(job: Job, deps: Deps) -> Job:
     if job.status is not JobStatus.TRAINING:
         return job
     if job.replicate_training_id is None:
-        return (
-            resume_stalled_start(job, deps, now) if stalled_start(job, deps.settings, now) else job
-        )
+        if not stalled_start(job, deps.settings, now):
+            return job
+        from shared.services.launch import resume_stalled_start
+
+        return resume_stalled_start(job, deps, now)
     training = deps.trainer.get_training(job.replicate_training_id)
     if training is None:
         return _fail(
@@ -151,11 +163,18 @@ def status_answer(job: Job, deps: Deps, *, with_history: bool = False) -> Status
     twin = deps.twins.get(job.twin_id) if job.twin_id else None
     wait = poll_after_seconds(job, deps.settings.status_refresh_seconds, datetime.now(UTC))
     history = deps.jobs.progress_points(job.id) if with_history else None
-    previews = None
+    previews = place = None
     if job.status is JobStatus.COMPLETED:
+        from shared.contract.previews import PreviewSetView
+        from shared.services.previews import signed_sets
+
         signed = signed_sets([job.id], deps)
         previews = PreviewSetView.of_set(signed.completion(job.id), signed.urls, signed.expires_at)
-    return StatusResponse.of(job, twin, wait, history, queue_place(job, deps), previews)
+    elif job.status is JobStatus.QUEUED:
+        from shared.services.start import queue_place
+
+        place = queue_place(job, deps)
+    return StatusResponse.of(job, twin, wait, history, place, previews)
 
 
 def get_status(user_id: UUID, job_id: UUID, deps: Deps) -> Job:

@@ -16,7 +16,7 @@ from shared.services.intake import (
     photo_checksums,
     store_photos,
 )
-from shared.services.twins import VersionPlan, drop_twin_if_unused, open_twin, plan_version
+from shared.services.versions import VersionPlan, drop_twin_if_unused, open_twin, plan_version
 
 
 def upload_multipart(caller: Caller, form: Form, deps: Deps) -> Job:

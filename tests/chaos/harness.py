@@ -58,8 +58,9 @@ from shared.services.previews import sweep_previews
 from shared.services.start import start_training
 from shared.services.status import get_status
 from shared.services.sweep import sweep_all
-from shared.services.twins import VersionPlan, activate_version
+from shared.services.twins import activate_version
 from shared.services.upload import create_job_with_photos
+from shared.services.versions import VersionPlan
 from tests.crash import Boundaries, Crash
 from tests.fakes import RecordingNotifier
 

@@ -13,7 +13,7 @@ import pytest
 
 from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack
-from shared import contract
+from shared.contract import base, routes, status
 from tests.corpus.upload_paths import FIELDS, complete_signed, create_signed, put_photo
 from tests.e2e.conftest import User
 from tests.e2e.test_flow import start, upload
@@ -132,7 +132,7 @@ def test_the_owner_lists_their_jobs_newest_first_a_page_at_a_time(
     [
         ({"cursor": "not-ours"}, (400, "invalid_cursor")),
         ({"limit": "0"}, (422, "invalid_field")),
-        ({"limit": str(contract.LIST_JOBS_LIMIT_MAX + 1)}, (422, "invalid_field")),
+        ({"limit": str(routes.LIST_JOBS_LIMIT_MAX + 1)}, (422, "invalid_field")),
     ],
 )
 def test_a_bad_page_request_is_refused(
@@ -146,12 +146,12 @@ def test_a_bad_page_request_is_refused(
     assert (answer.status_code, answer.json()["error"]["code"]) == refusal
 
 
-LIMITED = [route for route in contract.ROUTES if route.body_limit is not None]
+LIMITED = [route for route in routes.ROUTES if route.body_limit is not None]
 
 
 @pytest.mark.parametrize("route", [pytest.param(r, id=r.operation_id) for r in LIMITED])
 def test_a_body_over_what_the_route_takes_gets_our_envelope(
-    stack: LocalStack, http: httpx.Client, user: User, route: contract.Route
+    stack: LocalStack, http: httpx.Client, user: User, route: routes.Route
 ) -> None:
     assert route.body_limit is not None
     path = route.path.replace("{jobId}", str(uuid.uuid4())).lstrip("/")
@@ -166,7 +166,7 @@ def test_a_body_over_what_the_route_takes_gets_our_envelope(
 # --------------------------------------------------------------------------- one problem, one code
 
 JOB_BODY_ROUTES = [
-    r for r in contract.ROUTES if r.body in (contract.JobRequest, contract.StatusRequest)
+    r for r in routes.ROUTES if r.body_model in (base.JobRequest, status.StatusRequest)
 ]
 
 
@@ -187,7 +187,7 @@ def test_the_same_problem_gets_the_same_code_on_every_job_route(
     stack: LocalStack,
     http: httpx.Client,
     user: User,
-    route: contract.Route,
+    route: routes.Route,
     body: bytes,
     refusal: tuple[int, str],
 ) -> None:
@@ -248,7 +248,7 @@ def test_a_multipart_photo_over_the_per_photo_limit_is_413(
     data = photos(3, seed=720)
     function_settings(PHOTO_MAX_BYTES=str(min(map(len, data)) - 1))
     files = [("photos", (f"p{i}.jpg", d, "image/jpeg")) for i, d in enumerate(data)]
-    answer = http.post(stack.url(contract.UPLOAD), headers=user.headers, data=FIELDS, files=files)
+    answer = http.post(stack.url(routes.UPLOAD), headers=user.headers, data=FIELDS, files=files)
     assert refusal_of(answer) == (413, "photo_too_large")
 
 
@@ -261,7 +261,7 @@ def test_an_upload_not_completed_cannot_start_and_a_canceled_one_cannot_complete
                          json={"jobId": job["jobId"]})  # fmt: skip
     assert canceled.json()["errorCode"] == "canceled_by_user"
     assert refusal_of(complete_signed(stack, http, user, job["jobId"])) == (409, "upload_failed")
-    not_json = http.post(stack.url(contract.UPLOAD) + f"uploads/{job['jobId']}/complete",
+    not_json = http.post(stack.url(routes.UPLOAD) + f"uploads/{job['jobId']}/complete",
                          headers={**user.headers, "content-type": "application/json"},
                          content=b"[")  # fmt: skip
     assert refusal_of(not_json) == (400, "invalid_json")

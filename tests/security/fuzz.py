@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from devstack.replicate_emulator.webhooks import sign_webhook
 from devstack.sample_photos import make_photo
 from devstack.stack import LocalStack
-from shared import contract
+from shared.contract import routes
 from tests.security.attacks import hmac_token, user_claims
 
 # --------------------------------------------------------------------------- the world
@@ -250,7 +250,7 @@ PHOTO_BYTES = st.sampled_from(
 
 
 @st.composite
-def requests_for(draw: st.DrawFn, route: contract.Route, world: FuzzWorld) -> Request:
+def requests_for(draw: st.DrawFn, route: routes.Route, world: FuzzWorld) -> Request:
     path = route.path
     for name in ("jobId", "twinId"):
         if "{" + name + "}" in path:
@@ -270,7 +270,7 @@ def requests_for(draw: st.DrawFn, route: contract.Route, world: FuzzWorld) -> Re
     headers: dict[str, str] = {}
     if (token := draw(authorization(world))) is not None:
         headers["Authorization"] = token
-    if route.auth is contract.Auth.WEBHOOK:
+    if route.auth is routes.Auth.WEBHOOK:
         return _webhook_request(draw, route, world, url, method, params, headers)
     if route.multipart and draw(st.booleans()):
         form = {
@@ -297,7 +297,7 @@ def requests_for(draw: st.DrawFn, route: contract.Route, world: FuzzWorld) -> Re
 
 def _webhook_request(
     draw: st.DrawFn,
-    route: contract.Route,
+    route: routes.Route,
     world: FuzzWorld,
     url: str,
     method: str,
@@ -361,7 +361,7 @@ def check(world: FuzzWorld, request: Request) -> None:
         assert world.snapshot() == before, f"left something behind: {where}"
 
 
-def fuzz_route(world: FuzzWorld, route: contract.Route, examples: int) -> None:
+def fuzz_route(world: FuzzWorld, route: routes.Route, examples: int) -> None:
     """Run the property on `route` for `examples` generated requests (shrinks on failure)."""
 
     @settings(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.stack import LocalStack
-from shared import contract
+from shared.contract import routes
 from tests.security.fuzz import FuzzWorld, fuzz_route
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
@@ -22,9 +22,9 @@ def world(stack: LocalStack, http: httpx.Client) -> FuzzWorld:
     return FuzzWorld.make(stack, http)
 
 
-@pytest.mark.parametrize("route", [pytest.param(r, id=r.operation_id) for r in contract.ROUTES])
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.operation_id) for r in routes.ROUTES])
 def test_no_generated_request_gets_a_5xx_or_leaves_anything(
-    world: FuzzWorld, route: contract.Route
+    world: FuzzWorld, route: routes.Route
 ) -> None:
     fuzz_route(world, route, EXAMPLES)
     assert sum(world.answers.values()) >= EXAMPLES  # the requests were sent

@@ -33,6 +33,37 @@ LAZY = (
     "aws_lambda_powertools.event_handler.appsync",
     "pydantic.plugin._loader",
 )
+# Our own code a function's import leaves for later: another function's models, and the routes
+# and branches of a function that its most frequent requests (a training job's status, its
+# webhook) never run. Each loads at its first use, or during an init that runs ahead of time.
+ON_DEMAND = {
+    "upload_training_photos": {
+        "shared.contract.start",
+        "shared.contract.status",
+        "shared.domain.queue",
+    },
+    "start_ai_training": {
+        "shared.contract.upload",
+        "shared.contract.status",
+        "shared.domain.trainer_logs",
+        "shared.plumbing.multipart",
+    },
+    "check_training_status": {
+        "shared.contract.jobs",
+        "shared.contract.twins",
+        "shared.contract.upload",
+        "shared.plumbing.multipart",
+        "shared.services.launch",
+        "shared.services.listing",
+        "shared.services.notices",
+        "shared.services.preview_requests",
+        "shared.services.previews",
+        "shared.services.privacy",
+        "shared.services.start",
+        "shared.services.sweep",
+        "shared.services.twins",
+    },
+}
 PRELOADED = {
     "upload_training_photos": {"jwt", "httpx", "postgrest", "storage3", "PIL"},
     "start_ai_training": {"jwt", "httpx", "postgrest", "storage3", "replicate"},
@@ -65,7 +96,7 @@ def run_handler(
         "POWERTOOLS_LOG_LEVEL": "ERROR",
         **env,
     }
-    watched = sorted(set(LAZY) | set().union(*PRELOADED.values()))
+    watched = sorted(set(LAZY) | set().union(*PRELOADED.values()) | ON_DEMAND[name])
     result = subprocess.run(
         [
             sys.executable,
@@ -90,6 +121,51 @@ def run_handler(
 def test_importing_a_handler_loads_no_sdk_and_builds_no_schema(name: str) -> None:
     _, loaded = run_handler(name, AWS_LAMBDA_INITIALIZATION_TYPE="on-demand")
     assert loaded == set(), f"{name} imports {sorted(loaded)} before any request needs them"
+
+
+# Every `from shared... import` inside a function of the handler or of a use case it loaded.
+LATE_IMPORTS = """
+import ast, importlib.util, json, sys
+name = sys.argv[1]
+spec = importlib.util.spec_from_file_location(name + "_app", f"functions/{name}/app.py")
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+files = [app.__file__] + [
+    m.__file__ for n, m in list(sys.modules.items()) if n.startswith("shared.services.")
+]
+late = set()
+for path in files:
+    tree = ast.parse(open(path).read())
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and id(node) not in top and node.module:
+            if node.module.startswith("shared."):
+                late.add(node.module)
+print(json.dumps({"late": sorted(late), "missing": sorted(late - set(sys.modules))}))
+"""
+
+
+# Imported late inside a module this function shares with another, on a path it never runs:
+# photos are decoded by the upload function only (the twin routes use intake's other parts).
+NOT_ON_ITS_PATHS = {"check_training_status": ["shared.photos.normalise"]}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_init_ahead_of_time_leaves_none_of_our_code_for_the_first_request(name: str) -> None:
+    environment = {**os.environ, **SETTINGS_ENV, "PYTHONPATH": str(REPO)}
+    environment["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+    result = subprocess.run(
+        [sys.executable, "-c", LATE_IMPORTS, name],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    missing = [m for m in answer["missing"] if m not in NOT_ON_ITS_PATHS.get(name, [])]
+    assert missing == [], f"{name}: preload {missing} in its warmup list"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

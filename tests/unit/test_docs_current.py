@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.contract import ROUTES
+from shared.contract.routes import ROUTES
 from shared.domain.job import FailureCode
 from tools import api_docs
 

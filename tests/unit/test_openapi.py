@@ -10,7 +10,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from devstack.function_urls import Answer
-from shared import contract
+from shared.contract import routes
 from tests import contract_check
 from tests.contract_check import FUNCTIONS, committed, documented, registered
 from tools import openapi
@@ -32,22 +32,22 @@ def test_the_document_is_valid_openapi_3_1(function: str) -> None:
 
 
 def test_the_validator_refuses_a_broken_document() -> None:
-    broken = dict(committed(contract.START))
+    broken = dict(committed(routes.START))
     broken["paths"] = {"/": {"post": {"responses": {"200": {}}}}}  # a response needs a description
     assert list(OpenAPIV31SpecValidator(broken).iter_errors()) != []
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_the_document_has_every_registered_route_and_no_other(function: str) -> None:
-    routes = registered(function)
-    assert routes, f"{function} registers no route?"
-    assert documented(function) == routes
+    registered_here = registered(function)
+    assert registered_here, f"{function} registers no route?"
+    assert documented(function) == registered_here
     declared = {
         (r.method, contract_check.normalised(r.path))
-        for r in contract.ROUTES
+        for r in routes.ROUTES
         if r.function == function
     }
-    assert declared == routes
+    assert declared == registered_here
 
 
 def examples_in(node: Any) -> list[Any]:
@@ -79,7 +79,7 @@ def test_every_example_matches_its_schema(function: str) -> None:
 
 
 def test_an_answer_outside_the_contract_is_found() -> None:
-    status = contract.GET_STATUS
+    status = routes.GET_STATUS
     ok = Answer(status.function, "GET", "/", 200, None)
     assert (
         contract_check.undeclared([ok, Answer(status.function, "GET", "/", 400, "invalid_job_id")])

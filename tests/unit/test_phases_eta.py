@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from shared.contract import StatusResponse
+from shared.contract.status import StatusResponse
 from shared.domain.eta import Expected, FinishedTimeline, expected_from, observed_pace
 from shared.domain.history import MAX_POINTS, ProgressPoint
 from shared.domain.job import Job

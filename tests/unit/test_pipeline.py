@@ -21,8 +21,8 @@ from shared.services.intake import normalise_all
 from shared.services.start import start_training
 from shared.services.status import get_status, refresh
 from shared.services.sweep import sweep
-from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos, upload_multipart
+from shared.services.versions import VersionPlan
 from tests.unit.helpers import raises_status
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devstack.sample_photos import make_photo
-from shared.contract import PreviewRequest
+from shared.contract.previews import PreviewRequest
 from shared.domain.caller import Caller
 from shared.domain.job import Job, JobStatus
 from shared.domain.previews import (
@@ -39,8 +39,9 @@ from shared.services.privacy import delete_job
 from shared.services.start import start_training
 from shared.services.status import get_status, status_answer
 from shared.services.sweep import sweep_all
-from shared.services.twins import VersionPlan, delete_twin, get_twin
+from shared.services.twins import delete_twin, get_twin
 from shared.services.upload import create_job_with_photos
+from shared.services.versions import VersionPlan
 from tests.crash import Boundaries, Crash
 from tests.fakes import (
     FakePredictor,

@@ -25,8 +25,8 @@ from shared.services.privacy import (
 )
 from shared.services.start import start_training
 from shared.services.status import get_status
-from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos
+from shared.services.versions import VersionPlan
 from tests.fakes import FakeTrainer, InMemoryJobStore
 from tests.unit.helpers import raises_status
 

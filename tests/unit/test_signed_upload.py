@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from devstack.sample_photos import make_photo
-from shared.contract import SignedUploadResponse
+from shared.contract.upload import SignedUploadResponse
 from shared.domain.caller import Caller
 from shared.domain.job import FailureCode, JobStatus
 from shared.errors import AppError

@@ -23,8 +23,8 @@ from shared.services.privacy import cancel_job, delete_job
 from shared.services.start import start_training
 from shared.services.status import get_status, status_answer
 from shared.services.sweep import sweep_all
-from shared.services.twins import VersionPlan
 from shared.services.upload import create_job_with_photos
+from shared.services.versions import VersionPlan
 from tests.fakes import FakeTrainer, InMemoryTrainingQueue
 from tests.unit.helpers import make_deps
 

@@ -24,7 +24,6 @@ from shared.services.start import start_training
 from shared.services.status import get_status, status_answer
 from shared.services.sweep import sweep_all
 from shared.services.twins import (
-    VersionPlan,
     activate_version,
     delete_twin,
     get_twin,
@@ -32,6 +31,7 @@ from shared.services.twins import (
     update_twin,
 )
 from shared.services.upload import create_job_with_photos, upload_multipart
+from shared.services.versions import VersionPlan
 from tests.fakes import FakeTrainer, InMemoryPhotoStore
 
 PHOTOS = [(f"p{i}.jpg", make_photo(640, 640, seed=300 + i)) for i in range(3)]
