@@ -49,7 +49,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.section("API contract: answers against shared/contract.py", red=True)
+            reporter.section("API contract: answers against shared/contract/routes.py", red=True)
             for problem in problems:
                 reporter.line(problem)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

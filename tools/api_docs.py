@@ -1,5 +1,5 @@
 """Regenerate the generated parts of docs/api.md from the code: the route table and the error
-catalogue (both from `shared.contract.ROUTES` and `shared.errors.ErrorCode`), and the failure
+catalogue (both from `shared.contract.routes.ROUTES` and `shared.errors.ErrorCode`), and the failure
 codes (`shared.domain.job.FailureCode`).
 
 `python -m tools.api_docs` rewrites them; `python -m tools.api_docs --check` exits 1 when the

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 documents of the three Function URLs, generated from the route registry
-(`shared.contract.ROUTES`) and the wire models, one document per URL (docs/openapi/<url>.json):
+(`shared.contract.routes.ROUTES`) and the wire models, one document per URL (docs/openapi/<url>.json):
 each URL is its own host, and the upload, start and status URLs each answer `POST /`.
 
 `python -m tools.openapi` writes them; `python -m tools.openapi --check` exits 1 when a committed
