@@ -9,9 +9,10 @@ serves (bench cold_start, tests/unit/test_cold_import.py).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.plumbing.deadline import NO_DEADLINE, Deadline
 from shared.plumbing.settings import Settings, settings_from_env
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from shared.ports import Notifier
+    from shared.ports import (
+        JobStore,
+        Notifier,
+        PhotoStore,
+        Predictor,
+        PreviewStore,
+        Trainer,
+        TrainingQueue,
+        TwinStore,
+    )
     from shared.services.deps import Deps
 
 
@@ -127,36 +137,82 @@ def clock() -> datetime:
     return datetime.now(UTC)
 
 
+class _AtFirstUse:
+    """A port whose adapter, and with it the adapter's module and the domain rules it reads, is
+    built at its first call: the upload function never reads Replicate, a status read of a
+    training never writes a preview (bench cold_start)."""
+
+    def __init__(self, build: Callable[[], object]) -> None:
+        self._build = build
+        self._adapter: object | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._adapter is None:
+            self._adapter = self._build()
+        return getattr(self._adapter, name)
+
+
 def deps(deadline: Deadline = NO_DEADLINE) -> Deps:
-    """Every port's real adapter, bound to this invocation's deadline. Nothing connects here:
-    each adapter builds its client (and imports its SDK) at its first call."""
-    from shared.adapters.postgrest_jobs import PostgrestJobStore
-    from shared.adapters.postgrest_previews import PostgrestPreviewStore
-    from shared.adapters.postgrest_queue import PostgrestTrainingQueue
-    from shared.adapters.postgrest_twins import PostgrestTwinStore
-    from shared.adapters.replicate import ReplicatePredictor, ReplicateTrainer
-    from shared.adapters.supabase_storage import SupabasePhotoStore
+    """Every port's real adapter, bound to this invocation's deadline. Nothing connects or loads
+    here: each adapter is built at its first call, and builds its client (and imports its SDK)
+    then."""
     from shared.services.deps import Deps
 
     config = settings()
-    return Deps(
-        settings=config,
-        jobs=PostgrestJobStore(postgrest_client, deadline),
-        twins=PostgrestTwinStore(postgrest_client, deadline),
-        photos=SupabasePhotoStore(
+
+    def jobs() -> object:
+        from shared.adapters.postgrest_jobs import PostgrestJobStore
+
+        return PostgrestJobStore(postgrest_client, deadline)
+
+    def twins() -> object:
+        from shared.adapters.postgrest_twins import PostgrestTwinStore
+
+        return PostgrestTwinStore(postgrest_client, deadline)
+
+    def photos() -> object:
+        from shared.adapters.supabase_storage import SupabasePhotoStore
+
+        return SupabasePhotoStore(
             storage_client,
             config.training_photos_bucket,
             connect_http=storage_stream_http,
             storage_url=f"{config.supabase_url}/storage/v1",
             deadline=deadline,
-        ),
-        trainer=ReplicateTrainer(replicate_client, config, deadline),
-        make_notifier=notifier,
-        queue=PostgrestTrainingQueue(postgrest_client, deadline),
-        previews=PostgrestPreviewStore(postgrest_client, deadline),
-        predictor=ReplicatePredictor(
+        )
+
+    def trainer() -> object:
+        from shared.adapters.replicate import ReplicateTrainer
+
+        return ReplicateTrainer(replicate_client, config, deadline)
+
+    def queue() -> object:
+        from shared.adapters.postgrest_queue import PostgrestTrainingQueue
+
+        return PostgrestTrainingQueue(postgrest_client, deadline)
+
+    def previews() -> object:
+        from shared.adapters.postgrest_previews import PostgrestPreviewStore
+
+        return PostgrestPreviewStore(postgrest_client, deadline)
+
+    def predictor() -> object:
+        from shared.adapters.replicate import ReplicatePredictor
+
+        return ReplicatePredictor(
             replicate_client, config, deadline, connect_downloads=download_http
-        ),
+        )
+
+    return Deps(
+        settings=config,
+        jobs=cast("JobStore", _AtFirstUse(jobs)),
+        twins=cast("TwinStore", _AtFirstUse(twins)),
+        photos=cast("PhotoStore", _AtFirstUse(photos)),
+        trainer=cast("Trainer", _AtFirstUse(trainer)),
+        make_notifier=notifier,
+        queue=cast("TrainingQueue", _AtFirstUse(queue)),
+        previews=cast("PreviewStore", _AtFirstUse(previews)),
+        predictor=cast("Predictor", _AtFirstUse(predictor)),
         clock=clock,
     )
 

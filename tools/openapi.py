@@ -133,7 +133,7 @@ def examples() -> dict[type[BaseModel], BaseModel]:
         ),
         upload.SignedUploadRequest: upload.SignedUploadRequest(
             fursona_name="Ember",
-            customization_data=base.CustomizationData(type="fox", colors=["orange"]),
+            customization_data=upload.CustomizationData(type="fox", colors=["orange"]),
             photos=[
                 upload.DeclaredPhoto(
                     filename=f"IMG_{i}.HEIC", content_type="image/heic", size=8_123_456

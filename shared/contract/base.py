@@ -1,11 +1,10 @@
-"""What every function's models share: the camelCase base, the bodies more than one function takes
-(a job in a body, the customisation form), and the phase sentence."""
+"""What every function's models share: the camelCase base, a job in a body, the phase sentence."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from shared.domain.job import Job, JobStatus
@@ -21,21 +20,6 @@ class CamelModel(BaseModel):
         # An answer always carries every field (defaults included): required in its schema.
         json_schema_serialization_defaults_required=True,
     )
-
-
-class CustomizationData(BaseModel):
-    """The frontend's customisation form; known fields are checked, extra ones are kept."""
-
-    model_config = ConfigDict(
-        extra="allow", populate_by_name=True, alias_generator=to_camel, defer_build=True
-    )
-
-    type: str | None = Field(default=None, max_length=100)
-    hybrid_style: str | None = Field(default=None, max_length=100)
-    personality: str | None = Field(default=None, max_length=500)
-    voice_tone: str | None = Field(default=None, max_length=100)
-    fur_type: str | None = Field(default=None, max_length=100)
-    colors: list[str] | None = Field(default=None, max_length=20)
 
 
 class JobRequest(CamelModel):

@@ -9,8 +9,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shared.contract.base import CamelModel, CustomizationData, phase_text_of
+from shared.contract.base import CamelModel, phase_text_of
 from shared.contract.previews import PreviewSetView
+from shared.contract.upload import CustomizationData
 from shared.domain.job import FailureCode, Job, JobStatus
 from shared.domain.phases import Phase
 from shared.domain.previews import (

@@ -1,4 +1,5 @@
-"""upload_training_photos: the multipart form, the signed-upload bodies and the answers."""
+"""upload_training_photos: the multipart form, the signed-upload bodies and the answers, and the
+customisation form a new twin is made from (PATCH /twins/{twinId} takes it too)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,23 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.contract.base import CamelModel, CustomizationData
+from shared.contract.base import CamelModel
 from shared.domain.job import Job, JobStatus
+
+
+class CustomizationData(BaseModel):
+    """The frontend's customisation form; known fields are checked, extra ones are kept."""
+
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, alias_generator=to_camel, defer_build=True
+    )
+
+    type: str | None = Field(default=None, max_length=100)
+    hybrid_style: str | None = Field(default=None, max_length=100)
+    personality: str | None = Field(default=None, max_length=500)
+    voice_tone: str | None = Field(default=None, max_length=100)
+    fur_type: str | None = Field(default=None, max_length=100)
+    colors: list[str] | None = Field(default=None, max_length=20)
 
 
 class UploadResponse(CamelModel):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from shared.domain.trainer_logs import Bar, LogReading
+if TYPE_CHECKING:  # the readings are handed in: whoever reads the logs loads the reader
+    from shared.domain.trainer_logs import Bar, LogReading
 
 MAX_POINTS = 200
 

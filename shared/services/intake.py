@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contract.base import CustomizationData
+from shared.contract.upload import CustomizationData
 from shared.domain.job import JobStatus
 from shared.domain.storage_paths import final_photo_path
 from shared.domain.twin import Twin
