@@ -27,13 +27,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # only the signatures name them: a function loads what its own code uses
+    from shared.domain.admission import AdmissionRules, Admitted, QueueSnapshot, QueueStats
     from shared.domain.erasure import AccountErasure
     from shared.domain.eta import FinishedTimeline
     from shared.domain.history import ProgressPoint
     from shared.domain.job import Job, JobStatus
     from shared.domain.notice import CompletionNotice
     from shared.domain.previews import PredictionInfo, Preview, PreviewStatus
-    from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
     from shared.domain.training import TrainingInfo
     from shared.domain.twin import Twin
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from shared.adapters.postgrest import to_db
+from shared.domain.admission import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.erasure import AccountErasure
 from shared.domain.eta import FinishedTimeline
 from shared.domain.history import ProgressPoint
@@ -26,7 +27,6 @@ from shared.domain.job import ACTIVE_STATUSES, ALLOWED_MOVES, Job, JobStatus
 from shared.domain.notice import CompletionNotice
 from shared.domain.phases import TRAINING_PHASES, Phase, later
 from shared.domain.previews import PredictionInfo, Preview, PreviewKind, PreviewStatus
-from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.domain.training import TrainingInfo
 from shared.domain.twin import Twin, can_be_active
 from shared.errors import AppError, ErrorCode

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.adapters.postgrest import PostgrestTable, db_transient, to_db
-from shared.domain.queue import AdmissionRules, Admitted, QueueSnapshot, QueueStats
+from shared.domain.admission import AdmissionRules, Admitted, QueueSnapshot, QueueStats
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.retry import was_refused
 

@@ -1,9 +1,6 @@
-"""The training queue's rules: what admission is bound by, and a queued job's place in words.
-
-Admission itself happens in the database (`admit_trainings`, one function for every caller); here
-are the limits it is given and the estimate of when a queued job starts, from the trainings in
-flight and how long recent trainings took.
-"""
+"""A queued job's place in line, in words: what keeps it waiting and when it is expected to start,
+from the trainings in flight and how long recent trainings took (what admission is bound by:
+`shared.domain.admission`)."""
 
 from __future__ import annotations
 
@@ -12,61 +9,11 @@ import heapq
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from typing import TYPE_CHECKING
 
-from shared.plumbing.settings import Settings
-
-
-@dataclass(frozen=True)
-class AdmissionRules:
-    max_in_flight: int
-    per_user: int
-    daily_budget_usd: float | None  # None: no budget
-    cost_estimate_usd: float  # reserved per admitted training until its bill is known
-
-    @classmethod
-    def of(cls, settings: Settings) -> AdmissionRules:
-        return cls(
-            max_in_flight=settings.max_concurrent_trainings,
-            per_user=settings.max_trainings_per_user,
-            daily_budget_usd=settings.daily_training_budget_usd,
-            cost_estimate_usd=settings.training_cost_estimate_usd,
-        )
-
-
-@dataclass(frozen=True)
-class Admitted:
-    """A job `admit_trainings` let in: it is in `training` now, with this claim."""
-
-    job_id: UUID
-    claim_token: UUID
-
-    @property
-    def id(self) -> UUID:  # named like a job's, for the sweep's logs
-        return self.job_id
-
-
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """What the database says about one queued job (`training_queue_place`)."""
-
-    position: int  # 1 = next in line (among the jobs that may start now)
-    eligible: bool  # False: the owner has `per_user` trainings in flight already
-    queued_at: datetime
-    in_flight: int
-    owner_in_flight: int
-    running_ends: list[datetime]  # the estimated ends of the trainings in flight, earliest first
-    spent_today: float
-    held_until: datetime | None  # Replicate throttled us until then
-    median_training_seconds: float | None  # of the last completed trainings
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    depth: int
-    oldest_queued_at: datetime | None
-    in_flight: int
-    spent_today: float
+if TYPE_CHECKING:  # read here only: a status answer needs the place, not admission
+    from shared.domain.admission import AdmissionRules, QueueSnapshot
+    from shared.plumbing.settings import Settings
 
 
 class HeldBy(enum.StrEnum):

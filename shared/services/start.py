@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from shared.domain.admission import AdmissionRules, Admitted
 from shared.domain.claims import stalled_start
 from shared.domain.job import FailureCode, Job, JobStatus, failed
-from shared.domain.queue import AdmissionRules, Admitted, QueuePlace, place_in_line
+from shared.domain.queue import QueuePlace, place_in_line
 from shared.errors import AppError, ErrorCode
 from shared.plumbing.deadline import Deadline
 from shared.plumbing.observability import record_admitted, record_queue, record_training_finished

@@ -27,8 +27,8 @@ from devstack.schema import create_user
 from devstack.tokens import anon_key, service_role_key, user_access_token
 from shared.adapters.postgrest_jobs import PostgrestJobStore
 from shared.adapters.postgrest_queue import PostgrestTrainingQueue
+from shared.domain.admission import AdmissionRules
 from shared.domain.job import Job, JobStatus
-from shared.domain.queue import AdmissionRules
 from shared.ports import JobStore, TrainingQueue
 from tests.fakes import InMemoryJobStore, InMemoryTrainingQueue, InMemoryTwinStore
 from tests.stack_fixtures import own_database

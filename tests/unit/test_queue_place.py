@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.domain.queue import AdmissionRules, HeldBy, QueueSnapshot, place_in_line
+from shared.domain.admission import AdmissionRules, QueueSnapshot
+from shared.domain.queue import HeldBy, place_in_line
 from tests.unit.helpers import make_settings
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
