@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 # A job's status and Replicate's training webhook, what this URL answers most, load with the
 # function. The other routes (the job list, cancel and delete, the twins, new pictures and their
-# webhook) and the sweep load their code when first asked (cold start: bench cold_start), or
-# during init when it runs ahead of time.
+# webhook), the sweep, and the status's once-per-job branches (the next admission, a stalled
+# start, the notice, the first pictures: `services.status`) load their code when first asked
+# (cold start: bench cold_start), or all of it during init when init runs ahead of time.
 ON_DEMAND = (
     "shared.services.start",
     "shared.services.launch",

@@ -141,9 +141,17 @@ def test_a_history_flag_that_is_not_one_is_refused(
 
 
 def test_a_deleted_job_leaves_no_history(
-    stack: LocalStack, http: httpx.Client, user: User, db: psycopg.Connection
+    stack: LocalStack,
+    http: httpx.Client,
+    user: User,
+    db: psycopg.Connection,
+    train_for: Callable[[float], None],
 ) -> None:
+    # Long enough to be read while it trains: a finished training read for the first time (a
+    # loaded machine's first refresh) cannot place its history on the clock, so it has none.
+    train_for(4.0)
     job_id = started_job(stack, http, user)
+    wait_for(lambda: status(stack, http, user, job_id, history="true").json()["history"]["steps"])
     wait_for(lambda: status(stack, http, user, job_id).json()["status"] == "completed", timeout=30)
     answer = status(stack, http, user, job_id, history="true").json()
     assert answer["history"]["steps"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from shared.contract.routes import ROUTES
 from shared.domain.job import FailureCode
 from tools import api_docs
@@ -24,3 +26,17 @@ def test_every_route_and_every_failure_code_is_listed() -> None:
     assert len(routes.splitlines()) == len(ROUTES) + 2
     failures = api_docs.failure_table()
     assert all(f"`{code.value}`" in failures for code in FailureCode)
+
+
+def test_the_layer_map_in_docs_architecture_names_every_module_of_shared() -> None:
+    # The tree in "The layers of shared/" is where a newcomer looks a module up.
+    repo = Path(__file__).resolve().parents[2]
+    tree = (repo / "docs/architecture.md").read_text().split("## The layers of `shared/`")[1]
+    tree = tree.split("```")[1]
+    listed = {line.split("── ")[1].split()[0] for line in tree.splitlines() if "── " in line}
+    modules = {
+        path.name
+        for path in (repo / "shared").rglob("*.py")
+        if path.name != "__init__.py" and ".venv" not in path.parts
+    }
+    assert modules - listed == set()
