@@ -215,6 +215,30 @@ else:
     assert result.returncode == 0, result.stderr
 
 
+def test_each_adapter_is_built_with_its_module_at_its_ports_first_call() -> None:
+    script = """
+import sys
+from shared import bootstrap
+deps = bootstrap.deps()
+built = [m for m in sys.modules if m.startswith("shared.adapters.")]
+assert built == [], built
+deps.jobs.get  # the job store's first use: no call, no network
+assert "shared.adapters.postgrest_jobs" in sys.modules
+assert "shared.adapters.replicate" not in sys.modules
+assert "shared.adapters.postgrest_previews" not in sys.modules
+assert deps.jobs.get.__self__ is deps.jobs.get.__self__  # built once
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, **SETTINGS_ENV, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_powertools_imported_first_is_left_as_it_is() -> None:
     script = """
 import aws_lambda_powertools.event_handler as package
