@@ -189,8 +189,15 @@ def test_init_ahead_of_time_imports_every_path_sdk(name: str, init_type: str) ->
 def test_powertools_event_handler_package_still_exports_everything() -> None:
     script = """
 import sys
-import shared.api.app  # registers the package without running its __init__
+import shared.api.app  # registers the packages without running their __init__
 assert "aws_lambda_powertools.event_handler.appsync" not in sys.modules
+assert "aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event" not in sys.modules
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent, S3Event
+from aws_lambda_powertools.utilities.data_classes.lambda_function_url_event import (
+    LambdaFunctionUrlEvent as FromItsModule,
+)
+assert LambdaFunctionUrlEvent is FromItsModule
+assert S3Event.__module__ == "aws_lambda_powertools.utilities.data_classes.s3_event"
 import aws_lambda_powertools.event_handler as package
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, AppSyncResolver, content_types
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
