@@ -17,7 +17,7 @@ from shared import bootstrap
 from shared.api import app as api
 from shared.api import requests
 from shared.contract import routes
-from shared.contract.previews import PreviewWebhookResponse
+from shared.contract.previews import PreviewRequest, PreviewSetView, PreviewWebhookResponse
 from shared.contract.status import StatusRequest
 from shared.plumbing import warmup
 from shared.plumbing.deadline import Deadline
@@ -187,7 +187,6 @@ def _twin(view: TwinView) -> TwinResponse:
 
 @app.handle(routes.REQUEST_PREVIEWS)
 def twin_previews(twin_id: str) -> Any:
-    from shared.contract.previews import PreviewRequest, PreviewSetView
     from shared.services.preview_requests import request_previews
     from shared.services.previews import signed_sets
 

@@ -67,7 +67,7 @@ class FunctionUrlApp(LambdaFunctionUrlResolver):
             self._request.event = self._request.context = None
 
     def handle(self, route: Route) -> Callable[[H], H]:
-        """Register the decorated function as the handler of `route` (from `shared.contract.routes`)."""
+        """Register the decorated function as the handler of `route` (`shared.contract.routes`)."""
         self.declared.append(route)
         decorate: Callable[[H], H] = self.route(rule=route.rule, method=route.method)
         return decorate

@@ -6,7 +6,6 @@ deadline; `tests/unit/conftest.py` builds it from in-memory fakes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,15 +34,11 @@ class Deps:
     twins: TwinStore
     photos: PhotoStore
     trainer: Trainer
-    # Called at the first notice: with e-mail on, the notifier loads boto3 and builds an SES
-    # client, which most requests (every status read) never need.
-    make_notifier: Callable[[], Notifier]
+    # Built at the first notice by the composition root, like every adapter: with e-mail on, the
+    # notifier loads boto3 and builds an SES client, which most requests never need.
+    notifier: Notifier
     queue: TrainingQueue
     previews: PreviewStore
     predictor: Predictor
     # The queue's clock (today's budget, admission times): the system's, or a test's.
     clock: Callable[[], datetime] = field(default=utc_now)
-
-    @functools.cached_property
-    def notifier(self) -> Notifier:
-        return self.make_notifier()

@@ -50,7 +50,7 @@ def notify_once(job: Job, deps: Deps) -> bool:
     try:
         if not deps.jobs.compare_and_set(job.id, "notified_at", None, claimed_at):
             return False  # another observer sends it
-        # The notifier is built here, at the first notice.
+        # The notifier is built here, at the first notice (bootstrap builds adapters at first use).
         deps.notifier.send(CompletionNotice.of(job, preview_urls=links))
     except NoticeUndeliverable as exc:
         logger.warning("completion notice undeliverable", extra={**log, "reason": str(exc)})

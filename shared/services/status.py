@@ -13,6 +13,7 @@ from uuid import UUID
 
 from aws_lambda_powertools import Logger
 
+from shared.contract.previews import PreviewSetView
 from shared.contract.status import StatusResponse
 from shared.domain.claims import stalled_start
 from shared.domain.job import FailureCode, Job, JobStatus, failed, poll_after_seconds
@@ -165,7 +166,6 @@ def status_answer(job: Job, deps: Deps, *, with_history: bool = False) -> Status
     history = deps.jobs.progress_points(job.id) if with_history else None
     previews = place = None
     if job.status is JobStatus.COMPLETED:
-        from shared.contract.previews import PreviewSetView
         from shared.services.previews import signed_sets
 
         signed = signed_sets([job.id], deps)

@@ -295,7 +295,7 @@ class Components:
             twins,
             photos,
             trainer,
-            RecordingNotifier,
+            RecordingNotifier(),
             queue,
             previews,
             predictor,

@@ -61,7 +61,7 @@ def make_deps(
         twins=InMemoryTwinStore(jobs),
         photos=photos,
         trainer=trainer or FakeTrainer(),
-        make_notifier=lambda: notices,
+        notifier=notices,
         queue=InMemoryTrainingQueue(jobs),
         previews=InMemoryPreviewStore(jobs),
         predictor=FakePredictor(),

@@ -215,7 +215,7 @@ def deps_of(store: InMemoryJobStore, notifier: Notifier) -> Deps:
         twins,
         InMemoryPhotoStore(),
         FakeTrainer(),
-        lambda: notifier,
+        notifier,
         InMemoryTrainingQueue(store),
         InMemoryPreviewStore(store),
         FakePredictor(),

@@ -50,7 +50,7 @@ class Env:
             self.twins,
             self.photos,
             FakeTrainer(),
-            RecordingNotifier,
+            RecordingNotifier(),
             InMemoryTrainingQueue(self.jobs),
             InMemoryPreviewStore(self.jobs),
             FakePredictor(),
